@@ -1,0 +1,125 @@
+"""Chapter audio into files: WAV/FLAC through soundfile, MP3 through pydub, and M4B (one file for
+the book, AAC, with chapter markers) through pydub and ffmpeg.
+
+Every file is written under a temporary name and renamed when whole, so a file with its final
+name is always complete.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from renderer.book import Book, ChapterAudio, RendererError
+
+FORMATS = ("wav", "flac", "mp3", "m4b")
+PER_CHAPTER = ("wav", "flac", "mp3")  # m4b is one file for the whole book
+PCM_SUBTYPE = "PCM_16"
+MP3_BITRATE = "96k"  # mono speech
+AAC_BITRATE = "64k"  # mono speech, the common audiobook rate
+FILENAME_BAD = re.compile(r'[\\/:*?"<>|\x00-\x1f]+')
+
+
+class ExportError(RendererError):
+    """A file could not be written: one line for the user."""
+
+
+def safe_name(title: str, limit: int = 80) -> str:
+    """A title as a file name on any common file system."""
+    name = FILENAME_BAD.sub(" ", title).strip(" .")
+    return re.sub(r"\s+", " ", name)[:limit].rstrip(" .") or "Untitled"
+
+
+def chapter_filename(audio: ChapterAudio, fmt: str) -> str:
+    return f"{audio.chapter.index:02d} - {safe_name(audio.chapter.title)}.{fmt}"
+
+
+def book_filename(book: Book) -> str:
+    return f"{safe_name(book.title)}.m4b"
+
+
+def _atomic_target(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial")
+
+
+def _finish(tmp: Path, path: Path) -> Path:
+    os.replace(tmp, path)
+    return path
+
+
+def _pcm16(samples: np.ndarray) -> bytes:
+    return (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+
+
+def _segment(samples: np.ndarray, sample_rate: int):
+    from pydub import AudioSegment
+
+    return AudioSegment(data=_pcm16(samples), sample_width=2, frame_rate=sample_rate, channels=1)
+
+
+def write_chapter(audio: ChapterAudio, folder: Path, fmt: str, book: Book) -> Path:
+    """Write one chapter file `NN - Title.fmt` into `folder` (wav, flac or mp3). Returns its path."""
+    path = folder / chapter_filename(audio, fmt)
+    tmp = _atomic_target(path)
+    try:
+        if fmt in ("wav", "flac"):
+            import soundfile
+
+            soundfile.write(tmp, audio.samples, audio.sample_rate, subtype=PCM_SUBTYPE, format=fmt.upper())
+        elif fmt == "mp3":
+            tags = {"title": audio.chapter.title, "album": book.title, "artist": book.author,
+                    "track": str(audio.chapter.index)}
+            _segment(audio.samples, audio.sample_rate).export(tmp, format="mp3", bitrate=MP3_BITRATE, tags=tags)
+        else:
+            raise ExportError(f"{fmt}: not a per-chapter format")
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise ExportError(f"{path}: could not be written: {err.strerror or err}") from err
+    return _finish(tmp, path)
+
+
+def _ffmetadata(book: Book, chapters: list[ChapterAudio]) -> str:
+    def esc(text: str) -> str:
+        return re.sub(r"([=;#\\\n])", r"\\\1", text)
+
+    lines = [";FFMETADATA1", f"title={esc(book.title)}", f"artist={esc(book.author)}",
+             f"album={esc(book.title)}", "genre=Audiobook"]
+    start = 0
+    for audio in chapters:
+        end = start + round(audio.seconds * 1000)
+        lines += ["[CHAPTER]", "TIMEBASE=1/1000", f"START={start}", f"END={end}", f"title={esc(audio.chapter.title)}"]
+        start = end
+    return "\n".join(lines) + "\n"
+
+
+def write_book_m4b(book: Book, chapters: list[ChapterAudio], folder: Path) -> Path:
+    """Write the whole book as one AAC `.m4b` with a chapter marker at each chapter's start."""
+    from pydub.utils import get_encoder_name
+
+    path = folder / book_filename(book)
+    tmp = _atomic_target(path)
+    sample_rate = chapters[0].sample_rate
+    samples = np.concatenate([c.samples for c in chapters])
+    with tempfile.TemporaryDirectory(dir=folder) as work:
+        aac = Path(work) / "audio.m4a"
+        meta = Path(work) / "chapters.txt"
+        meta.write_text(_ffmetadata(book, chapters), encoding="utf-8")
+        try:
+            _segment(samples, sample_rate).export(aac, format="ipod", codec="aac", bitrate=AAC_BITRATE)
+            subprocess.run(
+                [get_encoder_name(), "-v", "error", "-y", "-i", str(aac), "-i", str(meta),
+                 "-map", "0:a", "-map_metadata", "1", "-map_chapters", "1", "-c", "copy",
+                 "-f", "mp4", str(tmp)],
+                check=True, capture_output=True, text=True,
+            )
+        except subprocess.CalledProcessError as err:
+            tmp.unlink(missing_ok=True)
+            raise ExportError(f"{path}: ffmpeg failed: {err.stderr.strip().splitlines()[-1:]}") from err
+        except (OSError, FileNotFoundError) as err:
+            tmp.unlink(missing_ok=True)
+            raise ExportError(f"{path}: could not be written (is ffmpeg installed?): {err}") from err
+    return _finish(tmp, path)

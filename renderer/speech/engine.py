@@ -1,0 +1,196 @@
+"""KaniTTS on vLLM's offline engine: built once, every chunk queued at once, takes as they finish.
+
+Prompts go in as token ids (`skip_tokenizer_init=True`, `detokenize=False`); the text tokenizer is
+loaded here with transformers. Sampling is the model card's, seeded per chunk from the chunk's
+content so that a re-run makes the same codes. A frame logits processor keeps answers well-formed.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import sys
+from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from renderer.book import Chunk, RendererError, Take
+from renderer.speech import kani
+
+FRAME_PROCESSOR = "renderer.speech.frames:KaniFrameProcessor"
+CPU_KV_CACHE_GIB = 1  # KV cache on the CPU: about 87,000 tokens of the full-size model
+SEED_BITS = 31  # vLLM takes a signed 32-bit seed
+
+
+class EngineError(RendererError):
+    """The speech engine could not start: one line for the user, with what to change."""
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    quantize: bool = True  # bitsandbytes 4-bit on GPU; full precision is the opt-out
+    gpu_memory_utilization: float = 0.85  # fraction of the GPU's memory vLLM may take
+    max_num_seqs: int = 256  # sequences generated at once
+    length_margin: float = 2.0  # max_tokens = estimated speech x this, before a chunk is a runaway
+    retries: int = 2  # new seeds tried for a runaway chunk
+    keep_runaways: bool = False  # keep a runaway's audio (cut at max_tokens) instead of failing
+    enforce_eager: bool = False  # skip torch.compile and CUDA graphs (faster start, slower steps)
+    seed: int = 0  # mixed into every chunk's seed
+    temperature: float = kani.TEMPERATURE
+    top_p: float = kani.TOP_P
+    repetition_penalty: float = kani.REPETITION_PENALTY
+
+    def take_settings(self) -> dict:
+        """The settings that change which codes a chunk gets (the key of a stored take)."""
+        return {"quantize": self.quantize, "margin": self.length_margin, "seed": self.seed,
+                "temperature": self.temperature, "top_p": self.top_p, "rep": self.repetition_penalty}
+
+
+def chunk_seed(chunk: Chunk, attempt: int, base: int) -> int:
+    """A seed fixed by what the chunk says, who says it, and which attempt this is."""
+    key = f"{base}|{attempt}|{chunk.voice.name}|{chunk.voice.model}|{chunk.text}"
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % (1 << SEED_BITS)
+
+
+def _is_local(source: str) -> bool:
+    return Path(source).expanduser().exists() or source.startswith((".", "/", "~"))
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+@contextmanager
+def _hidden_odd_modules():
+    """vLLM's CPU build scans every loaded module's namespace at start-up (to rebind Triton
+    kernels) and fails on objects whose __dict__ is no mapping, such as llvmlite's, loaded with
+    NeMo through numba. Hide such modules from sys.modules while the engine starts."""
+    hidden = {}
+    for name, module in list(sys.modules.items()):
+        for value in list(getattr(module, "__dict__", {}).values()):
+            try:
+                odd = hasattr(value, "__dict__") and not hasattr(vars(value), "get")
+            except Exception:
+                odd = True
+            if odd:
+                hidden[name] = sys.modules.pop(name)
+                break
+    try:
+        yield
+    finally:
+        sys.modules.update(hidden)
+
+
+class SpeechEngine:
+    """One vLLM engine for one KaniTTS model. `takes(chunks)` renders them all."""
+
+    def __init__(self, model: str, options: EngineOptions = EngineOptions()):
+        self.model = model
+        self.options = options
+        if _is_local(model) and not (Path(model).expanduser() / "config.json").is_file():
+            raise EngineError(f"{model}: no such model folder (expected a folder with config.json, or a hub id)")
+        self.tokenizer = self._load_tokenizer()
+        self.llm = self._load_llm()
+
+    def _load_tokenizer(self):
+        from transformers import AutoTokenizer
+
+        try:
+            return AutoTokenizer.from_pretrained(str(Path(self.model).expanduser()) if _is_local(self.model) else self.model)
+        except Exception as err:
+            raise EngineError(f"{self.model}: the tokenizer could not be loaded: {_first_line(err)}") from err
+
+    def _load_llm(self):
+        # Model Runner V2 (vLLM >= 0.31 on GPU) rejects V1-interface logits processors.
+        os.environ.setdefault("VLLM_USE_V2_MODEL_RUNNER", "0")
+        # NeMo registers a vLLM plugin (its speech LM) that drags numba into every engine.
+        os.environ.setdefault("VLLM_PLUGINS", "")
+        import torch
+
+        on_gpu = torch.cuda.is_available()
+        if not on_gpu:
+            # In-process on the CPU: no spawned workers, so no __main__ guard is needed by callers.
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+            # Without it vLLM reserves a fraction of all host memory for the KV cache.
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(CPU_KV_CACHE_GIB))
+        from vllm import LLM
+
+        kwargs = dict(
+            model=str(Path(self.model).expanduser()) if _is_local(self.model) else self.model,
+            skip_tokenizer_init=True,
+            logits_processors=[FRAME_PROCESSOR],
+            max_num_seqs=self.options.max_num_seqs,
+            enforce_eager=self.options.enforce_eager,
+            seed=self.options.seed,
+            # Prompts share only a few tokens; and with it vLLM splits LFM2 prefills at cache-block
+            # boundaries, which the CPU build's per-request seeded sampler cannot handle.
+            enable_prefix_caching=False,
+        )
+        if on_gpu:
+            kwargs["gpu_memory_utilization"] = self.options.gpu_memory_utilization
+            if self.options.quantize:
+                kwargs["quantization"] = "bitsandbytes"
+        try:
+            with _hidden_odd_modules():
+                return LLM(**kwargs)
+        except Exception as err:
+            message = _first_line(err)
+            if "memory" in message.lower():
+                message += " (try a smaller --max-seqs or --gpu-memory)"
+            raise EngineError(f"{self.model}: the speech model could not be started: {message}") from err
+
+    def prompt(self, chunk: Chunk) -> list[int]:
+        """The prompt's token ids for one chunk, as KaniTTS was trained."""
+        text = kani.speaker_text(chunk.text, chunk.voice.speaker)
+        return kani.prompt_ids(self.tokenizer(text)["input_ids"])
+
+    def _params(self, chunk: Chunk, attempt: int):
+        from vllm import SamplingParams
+
+        from renderer.speech.frames import EXTRA_ARG
+
+        return SamplingParams(
+            temperature=self.options.temperature,
+            top_p=self.options.top_p,
+            repetition_penalty=self.options.repetition_penalty,
+            max_tokens=kani.max_new_tokens(chunk.seconds, self.options.length_margin),
+            seed=chunk_seed(chunk, attempt, self.options.seed),
+            stop_token_ids=[kani.END_OF_SPEECH],
+            detokenize=False,
+            extra_args={EXTRA_ARG: True},
+        )
+
+    def takes(self, chunks: Iterable[Chunk]) -> Iterator[Take]:
+        """Render every chunk, queued at once; yield each Take as soon as it is final.
+
+        A runaway (max_tokens reached without END_OF_SPEECH) is queued again with another seed, up
+        to `retries` times; after that it is yielded with finished=False (its codes cut at the
+        budget, kept only if keep_runaways).
+        """
+        from vllm.inputs import TokensPrompt
+
+        engine = self.llm.llm_engine
+        pending: dict[str, tuple[Chunk, int]] = {}
+        serial = itertools.count()
+
+        def add(chunk: Chunk, attempt: int) -> None:
+            request_id = f"r{next(serial)}"  # no "-": vLLM may append "-suffix"
+            pending[request_id] = (chunk, attempt)
+            engine.add_request(request_id, TokensPrompt(prompt_token_ids=self.prompt(chunk)), self._params(chunk, attempt))
+
+        for chunk in chunks:
+            add(chunk, 0)
+        while engine.has_unfinished_requests():
+            for output in engine.step():
+                if not output.finished:
+                    continue
+                chunk, attempt = pending.pop(output.request_id.split("-")[0])
+                answer = output.outputs[0]
+                codes, finished = kani.answer_codes(answer.token_ids)
+                finished = finished or answer.finish_reason == "stop"  # stopped on END_OF_SPEECH
+                if not finished and attempt < self.options.retries:
+                    add(chunk, attempt + 1)
+                    continue
+                yield Take(chunk=chunk, codes=codes, finished=finished, attempts=attempt + 1)
