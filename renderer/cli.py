@@ -47,7 +47,7 @@ def _fail(err: Exception) -> click.ClickException:
 @click.option("--codec", help="Nano codec: a hub id or a local .nemo file (overrides the voice's).")
 @click.option("--quantize/--no-quantize", default=True, show_default=True, help="bitsandbytes 4-bit on GPU.")
 @click.option("--max-seqs", type=click.IntRange(1), default=256, show_default=True, help="Chunks generated at once.")
-@click.option("--gpu-memory", type=click.FloatRange(0.05, 0.99), default=0.85, show_default=True,
+@click.option("--gpu-memory", type=click.FloatRange(0.05, 0.99), default=0.5, show_default=True,
               help="Fraction of GPU memory the engine may take.")
 @click.option("--retries", type=click.IntRange(0), default=2, show_default=True,
               help="New seeds tried for a chunk that never ends.")

@@ -22,7 +22,7 @@ UPSAMPLE_RATES = (7, 7, 6, 3, 2)  # the decoder's up-sampling stages
 SAMPLES_PER_FRAME = math.prod(UPSAMPLE_RATES)  # 1,764 samples a frame
 FRAMES_PER_SECOND = SAMPLE_RATE / SAMPLES_PER_FRAME  # 12.5 frames a second
 DEFAULT_CODEC = "nvidia/nemo-nano-codec-22khz-0.6kbps-12.5fps"
-DECODE_BATCH_FRAMES = 150 * 32  # frames in one decode batch: 32 twelve-second chunks
+DECODE_BATCH_FRAMES = 150 * 16  # frames in one decode batch: 16 twelve-second chunks, about 4 GiB at fp32
 
 
 class CodecError(RendererError):

@@ -5,7 +5,8 @@
 #   bench/gpu/stage_nemo.sh [DEST]       (DEST defaults to .gpu; parts land in DEST/n0, DEST/n1, ...)
 #
 # On the device: `bash DEST/nK/recv.sh` for each part; once all have arrived they are installed into
-# /tmp/nemo-site, which bench/gpu/env.sh puts on sys.path after the image's own packages.
+# /tmp/nemo-site, which bench/gpu/env.sh puts on sys.path after the image's own packages (those marked
+# "# first" in requirements.txt into /tmp/nemo-first, before them).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 dest="${1:-.gpu}"
@@ -15,7 +16,7 @@ plat=()
 for p in manylinux_2_35_x86_64 manylinux_2_34_x86_64 manylinux_2_31_x86_64 manylinux_2_28_x86_64 \
          manylinux_2_27_x86_64 manylinux_2_24_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 \
          manylinux1_x86_64 linux_x86_64 any; do plat+=(--platform "$p"); done
-grep -v '^#' "$here/nemo-requirements.txt" | while read -r req; do
+grep -v '^#' "$here/requirements.txt" | sed 's/ *#.*//' | while read -r req; do
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     "${plat[@]}" -d "$wheels" "$req" >/dev/null 2>&1 \
   || python3 -m pip wheel -q --no-deps -w "$wheels" "$req" >/dev/null
@@ -29,6 +30,8 @@ for w in $(ls -S "$wheels"); do
   mv "$wheels/$w" "$dest/n$n/"; size=$((size + s))
 done
 total=$((n+1))
+# Packages marked "# first" go before the image's own (bench/gpu/env.sh orders the paths).
+first=$(grep '# *first' "$here/requirements.txt" | cut -d= -f1 | tr '-' '_' | paste -sd'|')
 for d in "$dest"/n*; do
   cat > "$d/recv.sh" <<RECV
 #!/usr/bin/env bash
@@ -38,7 +41,9 @@ touch "/tmp/nemo-wheels/.got-\$(basename "\$(dirname "\$0")")"
 have=\$(ls -a /tmp/nemo-wheels | grep -c '^\.got-')
 if [ "\$have" -lt $total ]; then echo "nemo part parked (\$have of $total)"; exit 0; fi
 if [ ! -f /tmp/nemo-site/.complete ]; then
-  python3 -m pip install -q --no-deps --no-index --target /tmp/nemo-site /tmp/nemo-wheels/*.whl
+  first=\$(ls /tmp/nemo-wheels/*.whl | grep -E "/($first)-" || true)
+  [ -z "\$first" ] || python3 -m pip install -q --no-deps --no-index --target /tmp/nemo-first \$first
+  python3 -m pip install -q --no-deps --no-index --target /tmp/nemo-site \$(ls /tmp/nemo-wheels/*.whl | grep -vE "/($first)-")
   touch /tmp/nemo-site/.complete
 fi
 echo "nemo ready in /tmp/nemo-site"

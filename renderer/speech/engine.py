@@ -30,7 +30,7 @@ class EngineError(RendererError):
 @dataclass(frozen=True)
 class EngineOptions:
     quantize: bool = True  # bitsandbytes 4-bit on GPU; full precision is the opt-out
-    gpu_memory_utilization: float = 0.85  # fraction of the GPU's memory vLLM may take
+    gpu_memory_utilization: float = 0.5  # of the GPU's memory for vLLM; the rest is the codec's to decode in
     max_num_seqs: int = 256  # sequences generated at once
     length_margin: float = 2.0  # max_tokens = estimated speech x this, before a chunk is a runaway
     retries: int = 2  # new seeds tried for a runaway chunk
@@ -110,7 +110,10 @@ class SpeechEngine:
         import torch
 
         on_gpu = torch.cuda.is_available()
-        if not on_gpu:
+        if on_gpu:
+            # Forked engine workers cannot use CUDA once this process has touched it (NeMo does).
+            os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+        else:
             # In-process on the CPU: no spawned workers, so no __main__ guard is needed by callers.
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
             # Without it vLLM reserves a fraction of all host memory for the KV cache.
@@ -133,6 +136,8 @@ class SpeechEngine:
             if self.options.quantize:
                 kwargs["quantization"] = "bitsandbytes"
         try:
+            if on_gpu:
+                return LLM(**kwargs)
             with _hidden_odd_modules():
                 return LLM(**kwargs)
         except Exception as err:

@@ -1,0 +1,127 @@
+"""Whole-render benchmark: the project's own render path, text to chapter files, on random-weight
+models of the real size. Random weights never say END_OF_SPEECH, so every chunk runs to its planned
+length (length margin 1.0, runaways kept): the numbers measure speed, not speech.
+
+    python bench/render_bench.py --models /tmp/models [--no-quantize] [--repeat 10] [--results DIR]
+
+Appends one row to DIR/render.json and rewrites DIR/render.md from all rows.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from renderer.book import Book, Chapter
+from renderer.codec import FRAMES_PER_SECOND
+from renderer.read import read_book
+from renderer.render import RenderOptions, render_book
+from renderer.speech.engine import EngineOptions
+from renderer.speech.kani import TOKENS_PER_FRAME
+from renderer.speech.voices import resolve_voice
+
+ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = ("date", "gpu", "vllm", "model", "quantize", "max_seqs", "chunks", "audio_s", "engine_start_s",
+           "generate_s", "tokens_per_s", "generate_x_realtime", "decode_s", "decode_x_realtime", "total_s",
+           "render_x_realtime", "peak_gpu_gib")
+
+
+def repeated(book: Book, times: int) -> Book:
+    """The book's chapters `times` over, as one longer book (enough chunks to fill a batch)."""
+    chapters = [dataclasses.replace(c, index=len(book.chapters) * k + c.index, title=f"{c.title} ({k + 1})")
+                for k in range(times) for c in book.chapters]
+    return dataclasses.replace(book, chapters=tuple(chapters))
+
+
+class PeakMemory:
+    """Device-wide GPU memory in use, sampled every 0.2 s (vLLM runs in another process)."""
+
+    def __init__(self):
+        self.peak = 0.0
+        self.stop = threading.Event()
+
+    def __enter__(self):
+        import torch
+
+        def sample():
+            while not self.stop.wait(0.2):
+                free, total = torch.cuda.mem_get_info()
+                self.peak = max(self.peak, (total - free) / 2**30)
+
+        if torch.cuda.is_available():
+            threading.Thread(target=sample, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+
+
+def write_table(rows: list[dict], path: Path) -> None:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        lines.append("| " + " | ".join(str(row.get(c, "")) for c in COLUMNS) + " |")
+    path.write_text("# Whole-render benchmark (bench/render_bench.py)\n\n"
+                    "Random-weight models of kani-tts-400m's and the nano codec's real size; every chunk "
+                    "runs to its planned length (random weights never stop). x realtime = seconds of "
+                    "audio per second of wall time.\n\n" + "\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", type=Path, required=True, help="folder of `render models tiny --size full`")
+    parser.add_argument("--book", type=Path, default=ROOT / "samples" / "moby-dick-opening.md")
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--quantize", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--max-seqs", type=int, default=256)
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+
+    import torch
+    import vllm
+
+    voice = resolve_voice("en", str(args.models / "kani"), str(args.models / "codec.nemo"))
+    book = repeated(read_book(args.book), args.repeat)
+    engine = EngineOptions(quantize=args.quantize, max_num_seqs=args.max_seqs, length_margin=1.0,
+                           retries=0, keep_runaways=True)
+    with tempfile.TemporaryDirectory() as out, PeakMemory() as memory:
+        report = render_book(book, RenderOptions(voice=voice, out=Path(out), fmt="flac", engine=engine, progress=False))
+    s = report.seconds
+    speech = report.tokens / TOKENS_PER_FRAME / FRAMES_PER_SECOND
+    row = {
+        "date": datetime.date.today().isoformat(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+        "vllm": vllm.__version__,
+        "model": "kani-tts-400m arch, random",
+        "quantize": "bitsandbytes" if args.quantize else "none",
+        "max_seqs": args.max_seqs,
+        "chunks": report.chunks,
+        "audio_s": round(report.audio_seconds, 1),
+        "engine_start_s": round(s["engine_start"], 1),
+        "generate_s": round(s["generate"], 1),
+        "tokens_per_s": round(report.tokens / s["generate"]),
+        "generate_x_realtime": round(speech / s["generate"], 1),
+        "decode_s": round(s["decode"], 1),
+        "decode_x_realtime": round(speech / s["decode"], 1),
+        "total_s": round(s["total"] - s["engine_start"] - s["codec_load"], 1),
+        "render_x_realtime": round(speech / (s["total"] - s["engine_start"] - s["codec_load"]), 1),
+        "peak_gpu_gib": round(memory.peak, 1),
+        "env": {k: v for k, v in os.environ.items() if k.startswith("VLLM_")},
+    }
+    print(json.dumps(row))
+    args.results.mkdir(parents=True, exist_ok=True)
+    store = args.results / "render.json"
+    rows = json.loads(store.read_text()) if store.exists() else []
+    rows.append(row)
+    store.write_text(json.dumps(rows, indent=1) + "\n")
+    write_table(rows, args.results / "render.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""The same render path on a GPU: vLLM (CUDA build) with bitsandbytes 4-bit, on random-weight models
+of kani-tts-400m's and the nano codec's real size. Run on the device machine (bench/README.md)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile
+
+from renderer.codec import SAMPLE_RATE
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(scope="module")
+def full_models(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("RENDERER_FULL_MODELS", tmp_path_factory.mktemp("full")))
+    if not (folder / "codec.nemo").exists():
+        subprocess.run([sys.executable, "-m", "renderer", "models", "tiny", str(folder), "--size", "full"], check=True)
+    return folder
+
+
+def test_full_size_render_with_bitsandbytes(full_models, tmp_path):
+    import torch
+
+    assert torch.cuda.is_available()
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "renderer", str(ROOT / "samples" / "two-chapters.md"), "--model",
+         str(full_models / "kani"), "--codec", str(full_models / "codec.nemo"), "--out", str(out),
+         "--format", "flac", "--keep-runaways", "--retries", "0", "--quiet"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "'quantization': 'bitsandbytes'" in result.stdout + result.stderr  # vLLM logs its non-default arguments
+    files = sorted(out.glob("*.flac"))
+    assert [f.name[:5] for f in files] == ["01 - ", "02 - "]
+    for f in files:
+        info = soundfile.info(f)
+        assert info.samplerate == SAMPLE_RATE and info.frames > SAMPLE_RATE
