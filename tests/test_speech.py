@@ -1,0 +1,94 @@
+"""KaniTTS's token layout and the real vLLM engine (CPU build) on the tiny random model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from renderer.book import Chunk, Voice
+from renderer.codec import CODEBOOK_SIZE
+from renderer.speech import kani
+from renderer.speech.engine import EngineError, EngineOptions, SpeechEngine, chunk_seed
+
+
+def test_prompt_is_laid_out_as_trained():
+    ids = kani.prompt_ids([kani.START_OF_TEXT, 500, 501])
+    assert ids == [kani.START_OF_HUMAN, kani.START_OF_TEXT, 500, 501, kani.END_OF_TEXT, kani.END_OF_HUMAN,
+                   kani.START_OF_AI, kani.START_OF_SPEECH]
+    assert kani.speaker_text("Hello.", "katie") == "katie: Hello."
+    assert kani.speaker_text("Hello.", None) == "Hello."
+
+
+def test_token_layout_constants():
+    assert kani.AUDIO_TOKEN_BASE == 64410
+    assert kani.AUDIO_TOKEN_END == 80538  # the model's vocabulary
+    assert kani.TOKENS_PER_SECOND == 50
+    assert kani.audio_token(3, 4031) == kani.AUDIO_TOKEN_END - 1
+
+
+def test_answer_codes_reads_frames_and_stops_at_end_of_speech():
+    frames = [[1, 2, 3, 4], [4031, 0, 7, 9]]
+    ids = [kani.audio_token(k, c) for frame in frames for k, c in enumerate(frame)]
+    codes, finished = kani.answer_codes(ids + [kani.END_OF_SPEECH, kani.END_OF_AI])
+    assert finished
+    assert codes.shape == (4, 2) and codes.dtype == np.int64
+    assert codes[:, 1].tolist() == frames[1]
+    codes, finished = kani.answer_codes(ids + ids[:3])  # cut mid-frame: the partial frame is dropped
+    assert not finished and codes.shape == (4, 2)
+    with pytest.raises(ValueError):
+        kani.answer_codes([kani.audio_token(1, 5)] * 4)  # codebook 1 in position 0
+
+
+def test_max_new_tokens_is_whole_frames_plus_end():
+    assert kani.max_new_tokens(2.0, 1.0) == 25 * 4 + 1
+    assert kani.max_new_tokens(2.0, 2.0) == 50 * 4 + 1
+
+
+def test_chunk_seed_depends_on_text_voice_and_attempt():
+    voice = Voice("en", "andrew", "m", "c")
+    a = Chunk(1, 0, 0, "Hello there.", voice, seconds=1.0)
+    b = Chunk(2, 5, 9, "Hello there.", voice, seconds=1.0)  # same words elsewhere in the book
+    assert chunk_seed(a, 0, 0) == chunk_seed(b, 0, 0)
+    assert chunk_seed(a, 0, 0) != chunk_seed(a, 1, 0)
+    assert chunk_seed(a, 0, 0) != chunk_seed(Chunk(1, 0, 0, "Hello there!", voice, seconds=1.0), 0, 0)
+    assert 0 <= chunk_seed(a, 0, 0) < 2**31
+
+
+def test_missing_model_folder_is_one_clear_line(tmp_path):
+    with pytest.raises(EngineError, match="no such model folder"):
+        SpeechEngine(str(tmp_path / "nope"))
+
+
+def test_unreachable_hub_model_is_one_clear_line():
+    with pytest.raises(EngineError) as err:
+        SpeechEngine("nineninesix/kani-tts-400m-en")  # HF_HUB_OFFLINE=1: the hub cannot be reached
+    assert "nineninesix/kani-tts-400m-en" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_models):
+    return SpeechEngine(str(tiny_models[0]), EngineOptions(retries=1, enforce_eager=True, max_num_seqs=8))
+
+
+def _chunks(model: str, texts: list[str]) -> list[Chunk]:
+    voice = Voice("en", "andrew", model, "unused")
+    return [Chunk(1, i, i, text, voice, seconds=0.4 + 0.2 * i) for i, text in enumerate(texts)]
+
+
+def test_engine_renders_well_formed_takes_and_retries_runaways(engine, tiny_models):
+    chunks = _chunks(str(tiny_models[0]), ["One.", "Two words.", "Three words here."])
+    takes = list(engine.takes(chunks))
+    assert sorted(t.chunk.index for t in takes) == [0, 1, 2]
+    for take in takes:
+        budget = (kani.max_new_tokens(take.chunk.seconds, engine.options.length_margin) - 1) // 4
+        assert take.codes.shape[0] == 4 and take.codes.shape[1] <= budget
+        assert take.codes.min() >= 0 and take.codes.max() < CODEBOOK_SIZE
+        if not take.finished:  # random weights: a runaway, retried once with a new seed
+            assert take.attempts == 2 and take.codes.shape[1] == budget
+
+
+def test_engine_is_reproducible_per_chunk(engine, tiny_models):
+    chunks = _chunks(str(tiny_models[0]), ["Same text, same seed.", "Another line."])
+    first = {t.chunk.index: t.codes for t in engine.takes(chunks)}
+    again = {t.chunk.index: t.codes for t in engine.takes(chunks[::-1])}  # other order, other batch rows
+    for index, codes in first.items():
+        np.testing.assert_array_equal(codes, again[index])
