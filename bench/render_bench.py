@@ -16,10 +16,9 @@ import os
 import platform
 import tempfile
 import threading
-import time
 from pathlib import Path
 
-from renderer.book import Book, Chapter
+from renderer.book import Book
 from renderer.codec import FRAMES_PER_SECOND
 from renderer.read import read_book
 from renderer.render import RenderOptions, render_book

@@ -15,6 +15,12 @@ class RendererError(Exception):
     """A problem the user can fix: its message is one line, naming the file and the problem."""
 
 
+def first_line(err: BaseException) -> str:
+    """The first non-empty line of an exception's message (libraries' errors run to many)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
 class BookError(RendererError):
     """An input book or script that cannot be read."""
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from renderer.book import RendererError
+from renderer.book import RendererError, first_line
 
 SAMPLE_RATE = 22050  # Hz
 FSQ_LEVELS = (9, 8, 8, 7)  # levels of each of the 4 groups' scalar quantizers
@@ -53,13 +53,8 @@ def load_codec(source: str, device: str = "auto"):
             model = AudioCodecModel.from_pretrained(source, map_location=torch.device(device))
     except Exception as err:  # NeMo raises many kinds; the user needs one line
         hint = " (offline: pass a local .nemo file)" if os.environ.get("HF_HUB_OFFLINE") else ""
-        raise CodecError(f"{source}: the codec could not be loaded{hint}: {_first_line(err)}") from err
+        raise CodecError(f"{source}: the codec could not be loaded{hint}: {first_line(err)}") from err
     return Codec(model.eval(), device)
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
 
 
 class Codec:

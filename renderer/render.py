@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ class RenderOptions:
     voice: Voice
     out: Path
     fmt: str = "wav"
-    engine: EngineOptions = EngineOptions()
+    engine: EngineOptions = field(default_factory=EngineOptions)
     progress: bool = True
 
 
@@ -94,12 +95,7 @@ class _ChapterWriter:
         self.bar.close()
 
 
-def render_book(book: Book, options: RenderOptions) -> RenderReport:
-    """Render `book` with `options.voice` into `options.out`. Returns what was written and what failed.
-
-    Raises RendererError (one line) when the book has nothing to speak or a model cannot load.
-    """
-    report = RenderReport()
+def _prepare_output(book: Book, options: RenderOptions, report: RenderReport) -> list[Chunk]:
     chunks = chunk_book(book, options.voice)
     spoken = {c.chapter for c in chunks}
     report.skipped = [f"chapter {c.index} '{c.title}': nothing to speak" for c in book.chapters if c.index not in spoken]
@@ -110,18 +106,32 @@ def render_book(book: Book, options: RenderOptions) -> RenderReport:
         options.out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise RendererError(f"{options.out}: cannot create the output folder: {err.strerror}") from err
+    return chunks
 
-    store = TakeStore(options.out)
-    settings = options.engine.take_settings()
-    keys = {id(c): take_key(c, settings) for c in chunks}
+
+def _stored_takes(chunks: list[Chunk], store: TakeStore, keys: dict[int, str], retries: int) -> dict[int, Take]:
+    """Takes already in the store, by id(chunk); a stored runaway counts only if it had every retry."""
     stored = {}
     for chunk in chunks:
         take = store.load(chunk, keys[id(chunk)])
-        if take is not None and (take.finished or take.attempts > options.engine.retries):
+        if take is not None and (take.finished or take.attempts > retries):
             stored[id(chunk)] = take
+    return stored
+
+
+def render_book(book: Book, options: RenderOptions) -> RenderReport:
+    """Render `book` with `options.voice` into `options.out`. Returns what was written and what failed.
+
+    Raises RendererError (one line) when the book has nothing to speak or a model cannot load.
+    """
+    report = RenderReport()
+    chunks = _prepare_output(book, options, report)
+    store = TakeStore(options.out)
+    settings = options.engine.take_settings()
+    keys = {id(c): take_key(c, settings) for c in chunks}
+    stored = _stored_takes(chunks, store, keys, options.engine.retries)
     missing = [c for c in chunks if id(c) not in stored]
-    report.reused = len(stored)
-    report.rendered = len(missing)
+    report.reused, report.rendered = len(stored), len(missing)
 
     started = time.perf_counter()
     engine = SpeechEngine(options.voice.model, options.engine) if missing else None
@@ -129,9 +139,18 @@ def render_book(book: Book, options: RenderOptions) -> RenderReport:
     codec = load_codec(options.voice.codec)
     report.seconds["codec_load"] = time.perf_counter() - started - report.seconds["engine_start"]
     report.seconds["decode"] = 0.0
-    writer = _ChapterWriter(book, chunks, options, report)
-    generating = tqdm(total=len(chunks), desc="generating", unit="chunk", disable=not options.progress)
-    decoding = tqdm(total=len(chunks), desc="decoding", unit="chunk", disable=not options.progress)
+
+    def all_takes() -> Iterator[Take]:
+        """Stored takes first, then each new one as the engine finishes it (stored at once)."""
+        yield from stored.values()
+        if engine is None:
+            return
+        begun = time.perf_counter()
+        for take in engine.takes(missing):
+            store.save(take, keys[id(take.chunk)])
+            report.tokens += take.codes.size + take.finished
+            yield take
+        report.seconds["generate"] = time.perf_counter() - begun
 
     def decode(batch: list[Take]) -> list[Take]:
         begun = time.perf_counter()
@@ -140,53 +159,43 @@ def render_book(book: Book, options: RenderOptions) -> RenderReport:
         report.seconds["decode"] += time.perf_counter() - begun
         return batch
 
+    writer = _ChapterWriter(book, chunks, options, report)
+    bars = {name: tqdm(total=len(chunks), desc=name, unit="chunk", disable=not options.progress)
+            for name in ("generating", "decoding")}
+
     def collect(future: Future) -> None:
-        for take in future.result():
+        done = future.result()
+        for take in done:
             writer.add(take)
-        decoding.update(len(future.result()))
+        bars["decoding"].update(len(done))
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
         inflight: list[Future] = []
         batch: list[Take] = []
-        frames = 0
-        def fresh_takes():
-            yield from stored.values()
-            if engine is not None:
-                begun = time.perf_counter()
-                for take in engine.takes(missing):
-                    store.save(take, keys[id(take.chunk)])
-                    report.tokens += take.codes.size + take.finished
-                    yield take
-                report.seconds["generate"] = time.perf_counter() - begun
-
         audio_seconds = 0.0
-        for take in fresh_takes():
+        for take in all_takes():
             audio_seconds += take.codes.shape[1] / FRAMES_PER_SECOND
-            generating.update()
-            generating.set_postfix_str(f"{audio_seconds:.0f} s of audio", refresh=False)
-            if not take.finished:
-                if options.engine.keep_runaways:
-                    report.runaways_kept += 1
-                else:
-                    writer.fail(take)
-                    decoding.update()
-                    continue
-            if take.chunk.chapter in writer.failed:
-                decoding.update()
+            bars["generating"].update()
+            bars["generating"].set_postfix_str(f"{audio_seconds:.0f} s of audio", refresh=False)
+            if not take.finished and options.engine.keep_runaways:
+                report.runaways_kept += 1
+            elif not take.finished:
+                writer.fail(take)
+            if take.chunk.chapter in writer.failed:  # no use decoding it
+                bars["decoding"].update()
                 continue
             batch.append(take)
-            frames += take.codes.shape[1]
-            if frames >= DECODE_BATCH_FRAMES:
+            if sum(t.codes.shape[1] for t in batch) >= DECODE_BATCH_FRAMES:
                 inflight.append(pool.submit(decode, batch))
-                batch, frames = [], 0
+                batch = []
             while inflight and inflight[0].done():
                 collect(inflight.pop(0))
         if batch:
             inflight.append(pool.submit(decode, batch))
         for future in inflight:
             collect(future)
-    generating.close()
-    decoding.close()
+    for bar in bars.values():
+        bar.close()
     writer.finish()
     report.seconds["total"] = time.perf_counter() - started
     return report

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import BAD_EPUBS
+
 from renderer.cli import main
 
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import soundfile
 from click.testing import CliRunner
-
 from conftest import SAMPLES
+
 from renderer.audio.assemble import (
     CROSSFADE_SECONDS,
     HEAD_SECONDS,

@@ -10,12 +10,12 @@ import hashlib
 import itertools
 import os
 import sys
-from contextlib import contextmanager
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from renderer.book import Chunk, RendererError, Take
+from renderer.book import Chunk, RendererError, Take, first_line
 from renderer.speech import kani
 
 FRAME_PROCESSOR = "renderer.speech.frames:KaniFrameProcessor"
@@ -57,11 +57,6 @@ def _is_local(source: str) -> bool:
     return Path(source).expanduser().exists() or source.startswith((".", "/", "~"))
 
 
-def _first_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
-
-
 @contextmanager
 def _hidden_odd_modules():
     """vLLM's CPU build scans every loaded module's namespace at start-up (to rebind Triton
@@ -72,7 +67,7 @@ def _hidden_odd_modules():
         for value in list(getattr(module, "__dict__", {}).values()):
             try:
                 odd = hasattr(value, "__dict__") and not hasattr(vars(value), "get")
-            except Exception:
+            except Exception:  # noqa: BLE001 - any attribute of any module may raise on access
                 odd = True
             if odd:
                 hidden[name] = sys.modules.pop(name)
@@ -94,13 +89,17 @@ class SpeechEngine:
         self.tokenizer = self._load_tokenizer()
         self.llm = self._load_llm()
 
+    def _source(self) -> str:
+        """The model as vLLM and transformers take it: an expanded local path, or the hub id."""
+        return str(Path(self.model).expanduser()) if _is_local(self.model) else self.model
+
     def _load_tokenizer(self):
         from transformers import AutoTokenizer
 
         try:
-            return AutoTokenizer.from_pretrained(str(Path(self.model).expanduser()) if _is_local(self.model) else self.model)
+            return AutoTokenizer.from_pretrained(self._source())
         except Exception as err:
-            raise EngineError(f"{self.model}: the tokenizer could not be loaded: {_first_line(err)}") from err
+            raise EngineError(f"{self.model}: the tokenizer could not be loaded: {first_line(err)}") from err
 
     def _load_llm(self):
         # Model Runner V2 (vLLM >= 0.31 on GPU) rejects V1-interface logits processors.
@@ -120,17 +119,17 @@ class SpeechEngine:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(CPU_KV_CACHE_GIB))
         from vllm import LLM
 
-        kwargs = dict(
-            model=str(Path(self.model).expanduser()) if _is_local(self.model) else self.model,
-            skip_tokenizer_init=True,
-            logits_processors=[FRAME_PROCESSOR],
-            max_num_seqs=self.options.max_num_seqs,
-            enforce_eager=self.options.enforce_eager,
-            seed=self.options.seed,
+        kwargs = {
+            "model": self._source(),
+            "skip_tokenizer_init": True,
+            "logits_processors": [FRAME_PROCESSOR],
+            "max_num_seqs": self.options.max_num_seqs,
+            "enforce_eager": self.options.enforce_eager,
+            "seed": self.options.seed,
             # Prompts share only a few tokens; and with it vLLM splits LFM2 prefills at cache-block
             # boundaries, which the CPU build's per-request seeded sampler cannot handle.
-            enable_prefix_caching=False,
-        )
+            "enable_prefix_caching": False,
+        }
         if on_gpu:
             kwargs["gpu_memory_utilization"] = self.options.gpu_memory_utilization
             if self.options.quantize:
@@ -141,7 +140,7 @@ class SpeechEngine:
             with _hidden_odd_modules():
                 return LLM(**kwargs)
         except Exception as err:
-            message = _first_line(err)
+            message = first_line(err)
             if "memory" in message.lower():
                 message += " (try a smaller --max-seqs or --gpu-memory)"
             raise EngineError(f"{self.model}: the speech model could not be started: {message}") from err

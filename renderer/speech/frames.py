@@ -13,12 +13,12 @@ from __future__ import annotations
 import torch
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
 
+from renderer.codec import CODEBOOK_SIZE
 from renderer.speech.kani import (
     AUDIO_TOKEN_BASE,
     END_OF_SPEECH,
     TOKENS_PER_FRAME,
 )
-from renderer.codec import CODEBOOK_SIZE
 
 EXTRA_ARG = "kani_frames"  # SamplingParams.extra_args key that switches the processor on
 
