@@ -15,8 +15,11 @@ READERS = {
 }
 
 
-def read_book(path: Path) -> Book:
+def read_book(path: Path, all_matter: bool = False) -> Book:
     """Read an .epub, .md, .markdown or .txt file into a Book.
+
+    all_matter: keep the front and back matter (cover, contents, copyright, index...) and the
+    notes that the book marks as such; they are left out by default.
 
     Raises BookError, one line naming the file, for an unknown extension, a missing or
     unreadable file, or a file its reader cannot make sense of.
@@ -32,6 +35,6 @@ def read_book(path: Path) -> Book:
     if not path.is_file():
         raise BookError(f"{path}: not a file")
     try:
-        return reader(path)
+        return reader(path, all_matter=all_matter)
     except OSError as error:
         raise BookError(f"{path}: cannot read the file ({error.strerror or error})") from None

@@ -1,9 +1,10 @@
-"""Markdown (CommonMark, through markdown-it-py) in, Book out.
+"""Markdown (CommonMark with tables, through markdown-it-py) in, Book out.
 
 Chapters start at the top heading level that has text right under it, so a `# Book title` with
 nothing under it but `## Chapter` sections gives the chapters of the H2s. Paragraphs come from
-paragraphs, list items and block quotes, with inline markup stripped to its text; code and raw
-HTML are skipped.
+paragraphs, list items, block quotes and table rows (a row's cells as lines), with inline markup
+stripped to its text; code, images and raw HTML (comments too) are skipped. YAML front matter gives
+the title, author and language.
 """
 from __future__ import annotations
 
@@ -11,82 +12,115 @@ import itertools
 import re
 from pathlib import Path
 
+import yaml
 from markdown_it import MarkdownIt
 
 from renderer.book import Book, BookError, Chapter, Paragraph
+from renderer.read.plain import LINE_BREAK, source_spaces, tidy_lines
 
-# Optional front matter: a first block of `key: value` lines between two `---` lines.
-FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*(?:\n|\Z)", re.DOTALL)
-FRONT_MATTER_LINE = re.compile(r"^\s*([A-Za-z][\w-]*)\s*:\s*(.*?)\s*$")
+# Optional front matter: a first block of YAML between two `---` lines.
+FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
+TITLE_KEYS = ("title",)
+AUTHOR_KEYS = ("author", "authors", "creator")
 LANGUAGE_KEYS = ("language", "lang")
 PARAGRAPH = 0  # the level of a block that is not a heading
 SKIPPED_INLINE = frozenset({"image", "html_inline"})  # images' alt text and raw HTML are not read
 PLAIN_TEXT_SUFFIX = ".txt"
 
 
-def read_markdown(path: Path) -> Book:
+def read_markdown(path: Path, all_matter: bool = False) -> Book:
     """Read a Markdown file into a Book.
 
     Title: front matter `title:`, else the first H1, else the file's stem. Author and language
-    come from front matter `author:` and `language:` (or `lang:`), else "".
+    come from front matter `author:` (or `authors:`, a list read as "A, B") and `language:` (or
+    `lang:`), else "". Markdown marks no front or back matter: `all_matter` changes nothing.
     Raises BookError for text that is not UTF-8 or has nothing to read.
     """
     try:
         source = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise BookError(f"{path}: not UTF-8 text (bad byte at offset {error.start})") from None
-    fields, body = _front_matter(source.replace("\r\n", "\n"))
+    fields, body = _front_matter(source.replace("\r\n", "\n").replace("\r", "\n"))
     blocks = _blocks(body, plain_text=path.suffix.lower() == PLAIN_TEXT_SUFFIX)
     first_h1 = next((text for level, text in blocks if level == 1), None)
-    title = fields.get("title") or first_h1 or path.stem
+    title = _field(fields, TITLE_KEYS) or first_h1 or path.stem
     chapters = _chapters(blocks, title)
     if not chapters:
         raise BookError(f"{path}: no readable text (no paragraphs outside code blocks)")
-    language = next((fields[key] for key in LANGUAGE_KEYS if fields.get(key)), "")
-    return Book(path=path, title=title, author=fields.get("author", ""), language=language,
-                chapters=chapters)
+    return Book(path=path, title=title, author=_field(fields, AUTHOR_KEYS),
+                language=_field(fields, LANGUAGE_KEYS), chapters=chapters)
 
 
-def _front_matter(source: str) -> tuple[dict[str, str], str]:
-    """Split `key: value` front matter off the text; ({}, source) when there is none."""
+def _front_matter(source: str) -> tuple[dict, str]:
+    """Split YAML front matter off the text; ({}, source) when there is none.
+
+    What is not a YAML mapping (a thematic break and a setext heading, say) is not front matter.
+    """
     match = FRONT_MATTER.match(source)
     if not match:
         return {}, source
-    lines = [line for line in match.group(1).splitlines() if line.strip()]
-    pairs = [FRONT_MATTER_LINE.match(line) for line in lines]
-    if not lines or not all(pairs):  # not front matter: a rule and a setext heading, say
+    try:
+        fields = yaml.safe_load(match.group(1))
+    except yaml.YAMLError:
         return {}, source
-    fields = {m.group(1).lower(): m.group(2).strip("\"'") for m in pairs}
-    return fields, source[match.end():]
+    if not isinstance(fields, dict):
+        return {}, source
+    return {str(key).lower(): value for key, value in fields.items()}, source[match.end():]
+
+
+def _field(fields: dict, keys: tuple[str, ...]) -> str:
+    """The first of `keys` with a value, as one line; a list of plain values as "A, B"."""
+    for key in keys:
+        value = fields.get(key)
+        values = value if isinstance(value, list) else [value]
+        # Only plain values: YAML aliases could make a nested value vast once turned into text.
+        text = ", ".join(" ".join(str(v).split()) for v in values if isinstance(v, str | int | float))
+        if text:
+            return text
+    return ""
 
 
 def _blocks(body: str, plain_text: bool = False) -> list[tuple[int, str]]:
-    """The document as (heading level, or PARAGRAPH, plain text) in order; code is skipped."""
-    parser = MarkdownIt("commonmark")
+    """The document as (heading level, or PARAGRAPH, plain text) in order; code is skipped.
+
+    A table row is one paragraph, its cells lines of it.
+    """
+    parser = MarkdownIt("commonmark").enable("table")
     if plain_text:
         parser.disable("code")  # plain text indents paragraphs; that is not code
     blocks = []
     level = PARAGRAPH
+    row: list[str] | None = None  # the cells of the table row being read
     for token in parser.parse(body):
         if token.type == "heading_open":
             level = int(token.tag[1:])
         elif token.type == "paragraph_open":
             level = PARAGRAPH
+        elif token.type == "tr_open":
+            row = []
+        elif token.type == "tr_close":
+            blocks.append((PARAGRAPH, tidy_lines(LINE_BREAK.join(row))))
+            row = None
         elif token.type == "inline":
-            text = " ".join("".join(_inline_text(token.children or [])).split())
-            if text:
+            text = tidy_lines("".join(_inline_text(token.children or [])))
+            if row is not None:
+                row.append(text)
+            elif text:
                 blocks.append((level, text))
-    return blocks
+    return [(level, text) for level, text in blocks if text]
 
 
 def _inline_text(children) -> list[str]:
-    """The readable strings of an inline token's children: link text kept, markup dropped."""
+    """The readable strings of an inline token's children: link text kept, markup dropped; a hard
+    line break (verse) is a LINE_BREAK."""
     parts = []
     for child in children:
         if child.type in ("text", "code_inline"):
-            parts.append(child.content)
-        elif child.type in ("softbreak", "hardbreak"):
+            parts.append(source_spaces(child.content))
+        elif child.type == "softbreak":
             parts.append(" ")
+        elif child.type == "hardbreak":
+            parts.append(LINE_BREAK)
         elif child.type not in SKIPPED_INLINE and child.children:
             parts.extend(_inline_text(child.children))
     return parts
