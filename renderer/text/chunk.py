@@ -65,7 +65,7 @@ def chunk_chapter(chapter: Chapter, voice: Voice, language: str) -> list[Chunk]:
     paragraph; Chunk.index counts from 0 within the chapter. Chunks with nothing speakable are
     dropped; a chapter with no speakable text gets no chunks at all, not even its title.
     """
-    by_paragraph = [(TITLE_PARAGRAPH, _pack(_split_long(normalize(chapter.title, language))))]
+    by_paragraph = [(TITLE_PARAGRAPH, _pack(_split_long(normalize(chapter.title, language, title=True))))]
     for number, paragraph in enumerate(chapter.paragraphs):
         by_paragraph.append((number, _pack(_pieces(normalize(paragraph.text, language), language))))
     if not any(texts for number, texts in by_paragraph if number != TITLE_PARAGRAPH):

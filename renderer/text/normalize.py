@@ -1,16 +1,20 @@
 """Book text in, text the speech model reads well out: plain punctuation, numbers as words.
 
-The model was trained on plain transcripts, so typographic quotes, dashes and digits are turned
-into the forms a reader would say. Numbers become words through num2words in the book's language;
-for a language num2words does not know, digits stay as they are.
+The model was trained on plain transcripts, so typographic quotes, dashes, abbreviations, symbols
+and digits are turned into the forms a reader would say. A language's own spelling rules
+(WORD_RULES: English's abbreviations, Roman numerals, times) run first; then numbers become words
+through num2words in the book's language; for a language num2words does not know, digits stay.
 """
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from decimal import Decimal
 
 from num2words import CONVERTER_CLASSES, num2words
+
+from renderer.text.english import spell_english
 
 # Typographic characters the model reads badly, and their plain forms.
 PLAIN_PUNCTUATION = str.maketrans({
@@ -22,6 +26,12 @@ PLAIN_PUNCTUATION = str.maketrans({
 DASHES = "\u2012\u2013\u2014\u2015\u2212"  # figure, en, em, horizontal bar, minus
 INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u2060\ufeff]")  # soft hyphen, zero-width, marks
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+# A language's own spelling rules: (text, is a chapter title) -> text, before numbers are spelled.
+WORD_RULES: dict[str, Callable[[str, bool], str]] = {"en": spell_english}
+AND_WORDS = {"en": "and", "de": "und", "fr": "et", "es": "y", "it": "e", "pt": "e", "nl": "en"}
+PAUSE = ", "  # what a line break inside a paragraph (verse, a table row) becomes, unless punctuated
+PAUSING_PUNCTUATION = frozenset(".,;:!?)]\"'-")  # a line ending in one needs no extra pause
 
 CURRENCY_CODES = {"$": "USD", "£": "GBP", "€": "EUR", "¥": "JPY"}
 PERCENT_WORDS = {"en": "percent", "de": "Prozent", "fr": "pour cent", "es": "por ciento",
@@ -35,29 +45,50 @@ _MONEY = re.compile(r"([$£€¥])\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{2}))?(?!\d
 _PERCENT = re.compile(r"(?<![\d.,])(\d+(?:\.\d+)?)\s?%")
 _ORDINAL = re.compile(r"\b(\d+)(st|nd|rd|th)\b", re.IGNORECASE)
 _DECADE = re.compile(r"\b(1[1-9]\d0|20\d0)'?s\b")
+_SHORT_DECADE = re.compile(r"(?<![\w'])'?([1-9]0)'?s\b")  # "the '80s", "in his 80s"
 _GROUPED = re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?![\d,]\d)")
 _DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?!\.?\d)")
 _INTEGER = re.compile(r"(?<!\w)\d+")  # not after a letter: "MP3" and "B12" stay
 _NUMBER_RANGE = re.compile(rf"(?<![\d-])(\d{{1,4}})\s*[-{DASHES}]\s*(\d{{1,4}})(?![\d-])")
 _DASH = re.compile(rf"\s*(?:[{DASHES}]+|-{{2,}})\s*")  # "--" is the ASCII em dash
 _ELLIPSIS = re.compile(r"\.(?:\s?\.){2,}")
+_LINE_BREAK = re.compile(r"\s*\n\s*")
+_AMPERSAND = re.compile(r"\s*&\s*")
+_PERCENT_SIGN = re.compile(r"\s*%")  # one left after the numbers: "the % sign"
 
 
-def normalize(text: str, language: str) -> str:
+def normalize(text: str, language: str, title: bool = False) -> str:
     """Clean one paragraph (or title) of book text for speech.
 
-    text: as the book has it. language: BCP 47 tag ("en", "en-GB"); "" or unknown leaves digits.
-    Returns one line: NFKC-folded, plain quotes and dashes, "..." for ellipses, numbers spelled
-    out, whitespace collapsed.
+    text: as the book has it, lines of verse or table cells parted by "\n".
+    language: BCP 47 tag ("en", "en-GB"); "" or unknown leaves digits. title: `text` is a chapter
+    title (a leading Roman numeral is a number there).
+    Returns one line: NFKC-folded, plain quotes and dashes, "..." for ellipses, a comma where a
+    line ended without punctuation, the language's abbreviations, symbols and numbers spelled out,
+    whitespace collapsed.
     """
     text = unicodedata.normalize("NFKC", INVISIBLE.sub("", text))
     text = CONTROL.sub(" ", text).translate(PLAIN_PUNCTUATION)
+    text = _LINE_BREAK.sub(_line_pause, text)
+    base = language.split("-")[0].lower()
+    if base in WORD_RULES:
+        text = WORD_RULES[base](text, title)
+    if base in AND_WORDS:
+        text = _AMPERSAND.sub(f" {AND_WORDS[base]} ", text)
     lang = _num2words_language(language)
     if lang:
         text = _numbers_to_words(text, lang)
+    if base in PERCENT_WORDS:
+        text = _PERCENT_SIGN.sub(f" {PERCENT_WORDS[base]}", text)
     text = _DASH.sub(" - ", text)  # a spaced hyphen: the model pauses on it
     text = _ELLIPSIS.sub("...", text)
     return " ".join(text.split())
+
+
+def _line_pause(match: re.Match) -> str:
+    """A line break as a pause: a comma, unless the line already ends in punctuation."""
+    before = match.string[match.start() - 1] if match.start() else ""
+    return " " if before in PAUSING_PUNCTUATION or not before else PAUSE
 
 
 def _num2words_language(language: str) -> str | None:
@@ -82,6 +113,7 @@ def _numbers_to_words(text: str, lang: str) -> str:
     if english:  # these spellings are English ones
         text = _ORDINAL.sub(lambda m: _say(int(m.group(1)), lang, "ordinal"), text)
         text = _DECADE.sub(lambda m: _plural(_say(int(m.group(1)), lang, "year")), text)
+        text = _SHORT_DECADE.sub(lambda m: _plural(_say(int(m.group(1)), lang)), text)
         text = _GROUPED.sub(lambda m: m.group().replace(",", ""), text)
     text = _DECIMAL.sub(lambda m: _say(Decimal(m.group()), lang), text)
     return _INTEGER.sub(lambda m: _integer(m, lang, years=english), text)
