@@ -55,16 +55,20 @@ def _fail(err: Exception) -> click.ClickException:
 @click.option("--seed", type=int, default=0, show_default=True, help="Mixed into every chunk's seed.")
 @click.option("--eager", is_flag=True, help="No torch.compile or CUDA graphs: faster start, slower generation.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def book_command(path, voice, out, fmt, model, codec, quantize, max_seqs, gpu_memory, retries, keep_runaways, seed, eager, quiet):
+@click.option("--chapters", metavar="LIST", help="Render only these chapters, numbered as `render inspect` shows them (3-5,9).")
+@click.option("--lexicon", type=click.Path(path_type=Path), help="Pronunciation lexicon: one 'written = spoken' a line.")
+@click.option("--all-matter", is_flag=True, help="Also read the front and back matter and the notes (cover, contents, index...).")
+def book_command(path, voice, out, fmt, model, codec, quantize, max_seqs, gpu_memory, retries, keep_runaways, seed, eager, quiet,
+                 chapters, lexicon, all_matter):
     """Render BOOK (.epub or .md) into one audio file per chapter (m4b: one file with chapters)."""
-    from renderer.read import read_book
+    from renderer.inspect import chapter_words, spoken_book, summary_line
     from renderer.render import RenderOptions, render_book
     from renderer.speech.engine import EngineOptions
     from renderer.speech.voices import resolve_voice
 
     try:
         resolved = resolve_voice(voice, model, codec)
-        book = read_book(path)
+        book = spoken_book(path, all_matter, lexicon, chapters)
         for warning in book.warnings:
             click.echo(f"warning: {warning}", err=True)
         out = out or path.with_suffix("")
@@ -81,6 +85,8 @@ def book_command(path, voice, out, fmt, model, codec, quantize, max_seqs, gpu_me
         click.echo(f"warning: {report.runaways_kept} chunk(s) never ended and were kept cut at their budget", err=True)
     click.echo(f"{len(report.written)} file(s), {report.audio_seconds:.1f} s of audio, voice {resolved.name}; "
                f"{report.chunks} chunks: {report.rendered} rendered, {report.reused} reused", err=True)
+    click.echo(summary_line(len(book.chapters), sum(map(chapter_words, book.chapters)),
+                            len(book.warnings) + len(report.skipped)), err=True)
     if report.failures:
         for line in report.failures:
             click.echo(f"error: {line}", err=True)
@@ -114,3 +120,38 @@ def models_tiny(folder, size, seed):
 
     model_dir, codec_file = build_models(folder, size, seed)
     click.echo(f"--model {model_dir} --codec {codec_file}")
+
+
+@main.command("inspect")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: title, author, language, words, seconds, chapters.")
+@click.option("--text", "text_of", metavar="LIST", help="Print these chapters' chunks (3, or 3-5,9) as the model will read them, one a line.")
+@click.option("--voice", default="en", show_default=True, help="A language (en) or language:speaker (en:katie).")
+@click.option("--lexicon", type=click.Path(path_type=Path), help="Pronunciation lexicon: one 'written = spoken' a line.")
+@click.option("--all-matter", is_flag=True, help="Also read the front and back matter and the notes (cover, contents, index...).")
+def inspect_command(path, as_json, text_of, voice, lexicon, all_matter):
+    """Show BOOK as it will be spoken, without loading a model: per chapter its words, chunks and time."""
+    import json
+
+    from renderer.inspect import book_chunks, inspect_book, select_chapters, spoken_book, summary_line, table
+    from renderer.speech.voices import resolve_voice
+
+    try:
+        resolved = resolve_voice(voice)
+        book = spoken_book(path, all_matter, lexicon)
+        shown = select_chapters(book, text_of) if text_of else book
+    except RendererError as err:
+        raise _fail(err) from err
+    for warning in book.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    inspection = inspect_book(shown, resolved)
+    if text_of:
+        for chunks in book_chunks(shown, resolved).values():
+            click.echo("".join(f"{chunk.text}\n" for chunk in chunks), nl=False)
+    elif as_json:
+        click.echo(json.dumps(inspection, ensure_ascii=False, indent=2))
+    else:
+        click.echo("\n".join(table(inspection)))
+    silent = sum(1 for chapter in inspection["chapters"] if not chapter["chunks"])
+    click.echo(summary_line(len(inspection["chapters"]) - silent, inspection["words"], len(book.warnings) + silent),
+               err=True)

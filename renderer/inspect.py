@@ -1,0 +1,142 @@
+"""The book as it will be spoken, without loading any model: chapters, words, chunks, time.
+
+`spoken_book` is what `render` and `render inspect` both read: the book, its matter left out or
+kept, the user's lexicon applied, the chapters chosen. `inspect_book` then chunks it as the render
+would and says how much there is to speak.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+from renderer.audio.assemble import (
+    HEAD_SECONDS,
+    PARAGRAPH_PAUSE_SECONDS,
+    TAIL_SECONDS,
+    TITLE_PAUSE_SECONDS,
+)
+from renderer.book import Book, BookError, Chapter, Chunk, Voice
+from renderer.read import read_book
+from renderer.read.plain import count_words
+from renderer.text.chunk import chunk_chapter
+from renderer.text.lexicon import apply_lexicon, read_lexicon
+
+_RANGE = re.compile(r"(\d+)(?:\s*-\s*(\d*))?")  # "3", "3-5", "7-" (to the end)
+
+
+def spoken_book(path: Path, all_matter: bool = False, lexicon: Path | None = None,
+                chapters: str | None = None) -> Book:
+    """Read `path` as it will be rendered: matter kept if `all_matter`, the lexicon file applied,
+    only the `chapters` spec's chapters ("3-5,9"; None: all). Raises RendererError, one line."""
+    book = read_book(path, all_matter=all_matter)
+    if lexicon is not None:
+        book = apply_lexicon(book, read_lexicon(lexicon))
+    return select_chapters(book, chapters) if chapters is not None else book
+
+
+def select_chapters(book: Book, spec: str) -> Book:
+    """The book with only the chapters `spec` names, in reading order, keeping their numbers.
+
+    spec: chapter numbers as `render inspect` shows them, and ranges: "3-5,9", "7-" (7 to the
+    end). Raises BookError, one line, for a spec that is not that or names a chapter not there.
+    """
+    numbers = [chapter.index for chapter in book.chapters]
+    last = max(numbers)
+    chosen: set[int] = set()
+    for part in spec.split(","):
+        match = _RANGE.fullmatch(part.strip())
+        if match is None:
+            raise BookError(f"chapters {spec!r}: expected chapter numbers and ranges, like 3-5,9")
+        first = int(match.group(1))
+        end = first if match.group(2) is None else int(match.group(2) or last)
+        if end < first:
+            raise BookError(f"chapters {spec!r}: the range {part.strip()} runs backwards")
+        for number in (first, end):
+            if number not in numbers:
+                raise BookError(f"chapters {spec!r}: {book.path} has no chapter {number} "
+                                f"(it has {_ranges(numbers)})")
+        chosen.update(range(first, end + 1))
+    return dataclasses.replace(book, chapters=tuple(c for c in book.chapters if c.index in chosen))
+
+
+def _ranges(numbers: list[int]) -> str:
+    """"1-10" for consecutive numbers, else "1, 3, 4"."""
+    if numbers == list(range(numbers[0], numbers[-1] + 1)):
+        return f"{numbers[0]}-{numbers[-1]}" if len(numbers) > 1 else str(numbers[0])
+    return ", ".join(map(str, numbers))
+
+
+def chapter_words(chapter: Chapter) -> int:
+    """Words of a chapter's title and paragraphs, as written (before numbers become words)."""
+    return count_words(chapter.title) + sum(count_words(p.text) for p in chapter.paragraphs)
+
+
+def chapter_seconds(chunks: list[Chunk]) -> float:
+    """A chapter's estimated length: its chunks' speech, and the pauses assembly puts around it."""
+    if not chunks:
+        return 0.0
+    pauses = sum(TITLE_PAUSE_SECONDS if c.is_title else PARAGRAPH_PAUSE_SECONDS
+                 for c in chunks[:-1] if c.is_title or c.last_in_paragraph)
+    return HEAD_SECONDS + sum(c.seconds for c in chunks) + pauses + TAIL_SECONDS
+
+
+def book_chunks(book: Book, voice: Voice) -> dict[int, list[Chunk]]:
+    """Each chapter's chunks, by Chapter.index, as the render will make them."""
+    language = book.language or voice.language
+    return {chapter.index: chunk_chapter(chapter, voice, language) for chapter in book.chapters}
+
+
+def inspect_book(book: Book, voice: Voice) -> dict:
+    """What the render of `book` with `voice` will speak.
+
+    Returns {"title", "author", "language", "words", "seconds", "chapters": [{"index", "title",
+    "words", "chunks", "seconds"}]}: language is the one the text is read in (the book's, else the
+    voice's); words are counted on what will be spoken (titles and paragraphs of chapters with
+    anything to speak), before numbers become words; seconds are estimated speech and pauses.
+    """
+    chunks = book_chunks(book, voice)
+    chapters = [
+        {
+            "index": chapter.index,
+            "title": chapter.title,
+            "words": chapter_words(chapter) if chunks[chapter.index] else 0,
+            "chunks": len(chunks[chapter.index]),
+            "seconds": round(chapter_seconds(chunks[chapter.index]), 1),
+        }
+        for chapter in book.chapters
+    ]
+    return {
+        "title": book.title,
+        "author": book.author,
+        "language": book.language or voice.language,
+        "words": sum(c["words"] for c in chapters),
+        "seconds": round(sum(c["seconds"] for c in chapters), 1),
+        "chapters": chapters,
+    }
+
+
+def clock(seconds: float) -> str:
+    """"1:02:03" or "2:03": a duration as a listener reads it."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def summary_line(chapters: int, words: int, skipped: int) -> str:
+    """The one line `render` and `render inspect` end with."""
+    left = f"{skipped} thing{'s' if skipped != 1 else ''} skipped or left out (see the warnings)"
+    return (f"{chapters} chapter{'s' if chapters != 1 else ''}, {words:,} words; "
+            f"{left if skipped else 'nothing skipped'}")
+
+
+def table(inspection: dict) -> list[str]:
+    """`inspect_book`'s answer as lines for a terminal: a heading, a row a chapter, the totals."""
+    byline = f" by {inspection['author']}" if inspection["author"] else ""
+    rows = [f"{inspection['title']}{byline} ({inspection['language']})",
+            f"{'#':>4}  {'words':>7}  {'chunks':>6}  {'time':>8}  title"]
+    for c in inspection["chapters"]:
+        rows.append(f"{c['index']:>4}  {c['words']:>7,}  {c['chunks']:>6}  {clock(c['seconds']):>8}  {c['title']}")
+    chunks = sum(c["chunks"] for c in inspection["chapters"])
+    rows.append(f"{'':>4}  {inspection['words']:>7,}  {chunks:>6}  {clock(inspection['seconds']):>8}  in all")
+    return rows
