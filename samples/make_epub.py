@@ -52,13 +52,20 @@ she said.</div>
 """
 
 
+def _new_book(identifier: str, title: str, author: str) -> epub.EpubBook:
+    """An empty English ebooklib book with its metadata."""
+    book = epub.EpubBook()
+    book.set_identifier(identifier)
+    book.set_title(title)
+    book.set_language("en")
+    book.add_author(author)
+    return book
+
+
 def build(out: Path = OUT) -> Path:
     """Write the sample EPUB to `out` and return its path."""
-    book = epub.EpubBook()
-    book.set_identifier("urn:uuid:6f1d8a5e-renderer-sample-two-chapters")
-    book.set_title("The Lighthouse Keeper")
-    book.set_language("en")
-    book.add_author("Renderer Samples")
+    book = _new_book("urn:uuid:6f1d8a5e-renderer-sample-two-chapters", "The Lighthouse Keeper",
+                     "Renderer Samples")
     book.set_cover("cover.png", COVER_PNG, create_page=False)
 
     cover = epub.EpubHtml(title="Cover", file_name="cover.xhtml", lang="en")
@@ -247,11 +254,8 @@ def _stanzas(poem: str) -> list[str]:
 
 def build_poems(out: Path = POEMS_OUT) -> Path:
     """Write the poetry sample (three poems in one file, a nav entry into it for each) to `out`."""
-    book = epub.EpubBook()
-    book.set_identifier("urn:uuid:renderer-sample-blake-poems")
-    book.set_title("Songs of Innocence and of Experience (a selection)")
-    book.set_language("en")
-    book.add_author("William Blake")
+    book = _new_book("urn:uuid:renderer-sample-blake-poems",
+                     "Songs of Innocence and of Experience (a selection)", "William Blake")
     title_page = epub.EpubHtml(title="Title page", file_name="title.xhtml", lang="en")
     title_page.content = ('<section epub:type="titlepage"><h1>Songs of Innocence and of '
                           "Experience</h1><p>William Blake</p></section>")
