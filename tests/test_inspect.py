@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_read import BAD_EPUB_OUTCOMES, BAD_EPUB_REASONS, BAD_EPUBS
 
 from renderer.book import BookError, Voice
 from renderer.cli import main
@@ -139,3 +140,14 @@ def test_inspect_loads_no_model_stack():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.splitlines()[-1] == "[]"
     assert json.loads("\n".join(done.stdout.splitlines()[:-1]))["title"] == "Moby-Dick; or, The Whale"
+
+
+@pytest.mark.skipif(not BAD_EPUBS.is_dir(), reason="../shared/fixtures is not beside this checkout")
+@pytest.mark.parametrize("name", sorted(BAD_EPUB_OUTCOMES))
+def test_inspect_bad_epubs_read_or_fail_in_one_line(name):
+    result = run("inspect", BAD_EPUBS / name)
+    if BAD_EPUB_OUTCOMES[name] == "reject":
+        assert_one_line_error(result, name, BAD_EPUB_REASONS[name])
+    else:
+        assert result.exit_code == 0, result.output
+        assert result.stderr.splitlines()[-1].startswith("1 chapter, ")

@@ -143,8 +143,11 @@ def read_epub(path: Path, all_matter: bool = False) -> Book:
     if not any(idref for idref, _ in ebook.spine):
         raise BookError(f"{path}: the spine is empty: no readable content")
     warnings = list(reader.warnings)
-    spine = list(_spine_items(ebook, reader, warnings))
-    entries = _nav_entries(ebook, {name for name, _ in spine})
+    named = {posixpath.normpath(item.file_name) for item in map(ebook.get_item_with_id, dict(ebook.spine))
+             if item is not None}
+    entries = _nav_entries(ebook, named)
+    labels = {e.document: e.label for e in reversed(entries) if e.fragment is None}
+    spine = list(_spine_items(ebook, reader, labels, warnings))
     chapters, left_out = _read_text(ebook, reader.opf_dir, spine, entries, all_matter)
     if not chapters and left_out:
         warnings.append("all the text is marked as front or back matter or notes; reading it all")
@@ -372,12 +375,13 @@ class _LenientReader(epub.EpubReader):
                 self._parse_book_ncx()
 
 
-def _spine_items(ebook: epub.EpubBook, reader: _LenientReader,
+def _spine_items(ebook: epub.EpubBook, reader: _LenientReader, labels: dict[str, str],
                  warnings: list[str]) -> Iterator[tuple[str, bytes]]:
     """(file name relative to the package, content) of each readable spine document, in order.
 
     The navigation document is skipped (its list of chapters is not read aloud), and so are
-    non-linear documents (notes, pop-ups); skipped ones get a warning.
+    non-linear documents (notes, pop-ups); skipped ones get a warning, which names the chapter
+    (its navigation label in `labels`, by file name) of one missing from the archive.
     """
     for idref, linear in ebook.spine:
         if idref is None:  # a comment inside <spine>
@@ -388,7 +392,8 @@ def _spine_items(ebook: epub.EpubBook, reader: _LenientReader,
             continue
         archive_path = posixpath.normpath(posixpath.join(reader.opf_dir, item.file_name))
         if archive_path in reader.missing:
-            warnings.append(f"spine document {archive_path} is missing from the archive; skipped")
+            chapter = f" (chapter {labels[item.file_name]!r})" if item.file_name in labels else ""
+            warnings.append(f"spine document {archive_path}{chapter} is missing from the archive; skipped")
         elif linear == "no":
             warnings.append(f"non-linear spine document {archive_path} skipped")
         elif item.media_type not in CONTENT_MEDIA_TYPES:
