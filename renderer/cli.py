@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from renderer.book import RendererError
 
-ENGINE_DEFAULTS = None  # filled lazily: importing the engine module must stay cheap
+EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C
 
 
 class DefaultGroup(click.Group):
@@ -32,6 +35,23 @@ def main():
     render voices
     render models tiny DIR
     """
+    # vLLM's own log lines (and the tracebacks it logs as warnings) drown the progress bars;
+    # VLLM_LOGGING_LEVEL=INFO brings them back.
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+
+
+@contextmanager
+def _stop_on_sigterm():
+    """SIGTERM stops a render the way Ctrl-C does: cleanly, keeping every finished chunk."""
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _fail(err: Exception) -> click.ClickException:
@@ -74,16 +94,22 @@ def book_command(path, voice, out, fmt, model, codec, quantize, max_seqs, gpu_me
         out = out or path.with_suffix("")
         engine = EngineOptions(quantize=quantize, max_num_seqs=max_seqs, gpu_memory_utilization=gpu_memory,
                                retries=retries, keep_runaways=keep_runaways, seed=seed, enforce_eager=eager)
-        report = render_book(book, RenderOptions(voice=resolved, out=out, fmt=fmt, engine=engine, progress=not quiet))
+        with _stop_on_sigterm():
+            report = render_book(book, RenderOptions(voice=resolved, out=out, fmt=fmt, engine=engine, progress=not quiet))
     except RendererError as err:
         raise _fail(err) from err
+    except KeyboardInterrupt:
+        click.echo(f"\nStopped. Every finished chunk is kept in {out / '.renderer'}; run the same command "
+                   "again to resume.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     for line in report.skipped:
         click.echo(f"skipped {line}", err=True)
     for path_written in report.written:
         click.echo(str(path_written))
     if report.runaways_kept:
         click.echo(f"warning: {report.runaways_kept} chunk(s) never ended and were kept cut at their budget", err=True)
-    click.echo(f"{len(report.written)} file(s), {report.audio_seconds:.1f} s of audio, voice {resolved.name}; "
+    click.echo(f"{len(report.written)} file(s) written, {report.up_to_date} already up to date, "
+               f"{report.audio_seconds:.1f} s of audio, voice {resolved.name}; "
                f"{report.chunks} chunks: {report.rendered} rendered, {report.reused} reused", err=True)
     click.echo(summary_line(len(book.chapters), sum(map(chapter_words, book.chapters)),
                             len(book.warnings) + len(report.skipped)), err=True)
@@ -91,6 +117,20 @@ def book_command(path, voice, out, fmt, model, codec, quantize, max_seqs, gpu_me
         for line in report.failures:
             click.echo(f"error: {line}", err=True)
         raise click.ClickException(f"{len(report.failures)} chunk(s) failed; their chapters were not written")
+
+
+@main.command("status")
+@click.argument("out", type=click.Path(path_type=Path))
+def status_command(out):
+    """Show a render's progress in output folder OUT: per chapter, chunks done and the file's state."""
+    from renderer.status import render_status
+
+    try:
+        lines = render_status(out)
+    except RendererError as err:
+        raise _fail(err) from err
+    for line in lines:
+        click.echo(line)
 
 
 @main.command("voices")

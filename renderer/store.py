@@ -1,7 +1,10 @@
-"""Finished takes on disk, keyed by everything that determines their codes, so a re-run renders
-only what is missing. One `.npz` a take under OUT/.renderer/takes/, written atomically."""
+"""What a render keeps on disk under OUT/.renderer/, so that it can be killed at any moment and
+resumed: finished takes (one `.npz` each, keyed by everything that determines their codes), the
+plan of the render (render.json), the fingerprints of the files written (files.json), and a lock.
+Everything is written atomically."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -10,11 +13,20 @@ from pathlib import Path
 
 import numpy as np
 
-from renderer.book import Chunk, Take
+from renderer.book import Chunk, RendererError, Take
 from renderer.codec import CODEBOOK_SIZE, NUM_CODEBOOKS
 
 STORE_DIR = ".renderer"
 FORMAT_VERSION = 1  # bump when the stored layout or the meaning of a key changes
+
+
+RENDER_PLAN = "render.json"  # what the last render in this folder set out to make
+FILE_PRINTS = "files.json"  # file name -> fingerprint of what it was made from
+
+
+def file_print(keys: list[str], fmt: str, version: int) -> str:
+    """What a written file was made from: its takes, in order, its format and the assembly version."""
+    return hashlib.sha256(json.dumps([version, fmt, keys]).encode()).hexdigest()[:32]
 
 
 def take_key(chunk: Chunk, settings: dict) -> str:
@@ -50,12 +62,70 @@ class TakeStore:
             return None
         return Take(chunk=chunk, codes=codes, finished=finished, attempts=attempts)
 
+    def has(self, key: str) -> bool:
+        return self.path(key).is_file()
+
     def save(self, take: Take, key: str) -> None:
+        """Store a take (fsynced, then renamed into place). Raises RendererError if the disk refuses."""
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        with open(tmp, "wb") as f:
-            np.savez(f, codes=take.codes.astype(np.int16), finished=take.finished, attempts=take.attempts)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                np.savez(f, codes=take.codes.astype(np.int16), finished=take.finished, attempts=take.attempts)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise RendererError(f"{self.folder}: cannot store a finished chunk ({err.strerror or err}); "
+                                "the chunks stored so far are kept: fix this and run again to resume") from err
+
+
+def write_json(path: Path, data) -> None:
+    """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, default):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
+class RenderLock:
+    """One render at a time in an output folder. An flock on OUT/.renderer/lock: the kernel drops it
+    when the process dies, so a crashed render never leaves it stuck."""
+
+    def __init__(self, out: Path):
+        self.path = out / STORE_DIR / "lock"
+        self.file = None
+
+    def __enter__(self):
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "?"
+            self.file.close()
+            raise RendererError(f"{self.path.parents[1]}: another render is writing here (pid {holder}); "
+                                "wait for it to finish or choose another --out") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(str(os.getpid()))
+        self.file.flush()
+        for partial in self.path.parents[1].glob(".*.partial"):  # left by a render that was killed
+            partial.unlink(missing_ok=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()

@@ -31,7 +31,7 @@ def test_full_size_render_with_bitsandbytes(full_models, tmp_path):
         [sys.executable, "-m", "renderer", str(ROOT / "samples" / "two-chapters.md"), "--model",
          str(full_models / "kani"), "--codec", str(full_models / "codec.nemo"), "--out", str(out),
          "--format", "flac", "--keep-runaways", "--retries", "0", "--quiet"],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, env={**os.environ, "VLLM_LOGGING_LEVEL": "INFO"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "'quantization': 'bitsandbytes'" in result.stdout + result.stderr  # vLLM logs its non-default arguments

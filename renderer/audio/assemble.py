@@ -6,6 +6,7 @@ import numpy as np
 
 from renderer.book import Chapter, ChapterAudio, Take
 
+ASSEMBLY_VERSION = 1  # bump when a change here changes the audio: written files are then remade
 CROSSFADE_SECONDS = 0.04  # between chunks of one paragraph: hides the seam, keeps the words
 PARAGRAPH_PAUSE_SECONDS = 0.6
 TITLE_PAUSE_SECONDS = 1.2  # after the spoken chapter title

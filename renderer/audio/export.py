@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from renderer.book import Book, ChapterAudio, RendererError
+from renderer.book import Book, Chapter, ChapterAudio, RendererError
 
 FORMATS = ("wav", "flac", "mp3", "m4b")
 PER_CHAPTER = ("wav", "flac", "mp3")  # m4b is one file for the whole book
@@ -34,8 +34,8 @@ def safe_name(title: str, limit: int = 80) -> str:
     return re.sub(r"\s+", " ", name)[:limit].rstrip(" .") or "Untitled"
 
 
-def chapter_filename(audio: ChapterAudio, fmt: str) -> str:
-    return f"{audio.chapter.index:02d} - {safe_name(audio.chapter.title)}.{fmt}"
+def chapter_filename(chapter: Chapter, fmt: str) -> str:
+    return f"{chapter.index:02d} - {safe_name(chapter.title)}.{fmt}"
 
 
 def book_filename(book: Book) -> str:
@@ -63,7 +63,7 @@ def _segment(samples: np.ndarray, sample_rate: int):
 
 def write_chapter(audio: ChapterAudio, folder: Path, fmt: str, book: Book) -> Path:
     """Write one chapter file `NN - Title.fmt` into `folder` (wav, flac or mp3). Returns its path."""
-    path = folder / chapter_filename(audio, fmt)
+    path = folder / chapter_filename(audio.chapter, fmt)
     tmp = _atomic_target(path)
     try:
         if fmt in ("wav", "flac"):

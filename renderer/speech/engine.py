@@ -10,6 +10,7 @@ import hashlib
 import itertools
 import os
 import sys
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,15 +64,17 @@ def _hidden_odd_modules():
     kernels) and fails on objects whose __dict__ is no mapping, such as llvmlite's, loaded with
     NeMo through numba. Hide such modules from sys.modules while the engine starts."""
     hidden = {}
-    for name, module in list(sys.modules.items()):
-        for value in list(getattr(module, "__dict__", {}).values()):
-            try:
-                odd = hasattr(value, "__dict__") and not hasattr(vars(value), "get")
-            except Exception:  # noqa: BLE001 - any attribute of any module may raise on access
-                odd = True
-            if odd:
-                hidden[name] = sys.modules.pop(name)
-                break
+    with warnings.catch_warnings():  # touching deprecated attributes warns
+        warnings.simplefilter("ignore")
+        for name, module in list(sys.modules.items()):
+            for value in list(getattr(module, "__dict__", {}).values()):
+                try:
+                    odd = hasattr(value, "__dict__") and not hasattr(vars(value), "get")
+                except Exception:  # noqa: BLE001 - any attribute of any module may raise on access
+                    odd = True
+                if odd:
+                    hidden[name] = sys.modules.pop(name)
+                    break
     try:
         yield
     finally:
