@@ -163,7 +163,7 @@ def models_tiny(folder, size, seed):
 
 
 @main.command("inspect")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", metavar="BOOK", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: title, author, language, words, seconds, chapters.")
 @click.option("--text", "text_of", metavar="LIST", help="Print these chapters' chunks (3, or 3-5,9) as the model will read them, one a line.")
 @click.option("--voice", default="en", show_default=True, help="A language (en) or language:speaker (en:katie).")
