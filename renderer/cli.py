@@ -58,6 +58,20 @@ def _fail(err: Exception) -> click.ClickException:
     return click.ClickException(str(err))
 
 
+def _script_options(command):
+    """--input, --cast and --directions, which `render` and `render inspect` both take."""
+    for option in reversed((
+        click.option("--input", "input_kind", type=click.Choice(["auto", "epub", "markdown", "script"]), default="auto",
+                     show_default=True, help="Read BOOK as this, whatever its extension (auto: by the extension)."),
+        click.option("--cast", "cast_file", type=click.Path(path_type=Path),
+                     help="A script's cast: TOML lines 'SPEAKER = \"en:katie\"' (over the script's own [cast])."),
+        click.option("--directions", type=click.Choice(["skip", "narrate"]), default="skip", show_default=True,
+                     help="A script's stage directions: left out, or read by the cast's narrator."),
+    )):
+        command = option(command)
+    return command
+
+
 @main.command("book")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--voice", default="en", show_default=True, help="A language (en) or language:speaker (en:katie).")
@@ -78,9 +92,11 @@ def _fail(err: Exception) -> click.ClickException:
 @click.option("--chapters", metavar="LIST", help="Render only these chapters, numbered as `render inspect` shows them (3-5,9).")
 @click.option("--lexicon", type=click.Path(path_type=Path), help="Pronunciation lexicon: one 'written = spoken' a line.")
 @click.option("--all-matter", is_flag=True, help="Also read the front and back matter and the notes (cover, contents, index...).")
+@_script_options
 def book_command(path, voice, out, fmt, model, codec, quantize, max_seqs, gpu_memory, retries, keep_runaways, seed, eager, quiet,
-                 chapters, lexicon, all_matter):
+                 chapters, lexicon, all_matter, input_kind, cast_file, directions):
     """Render BOOK (.epub or .md) into one audio file per chapter (m4b: one file with chapters)."""
+    from renderer.cast import load_cast
     from renderer.inspect import chapter_words, spoken_book, summary_line
     from renderer.render import RenderOptions, render_book
     from renderer.speech.engine import EngineOptions
@@ -88,14 +104,16 @@ def book_command(path, voice, out, fmt, model, codec, quantize, max_seqs, gpu_me
 
     try:
         resolved = resolve_voice(voice, model, codec)
-        book = spoken_book(path, all_matter, lexicon, chapters)
+        book = spoken_book(path, all_matter, lexicon, chapters, input_kind)
+        cast = load_cast(book, resolved, cast_file, directions, model, codec)
         for warning in book.warnings:
             click.echo(f"warning: {warning}", err=True)
         out = out or path.with_suffix("")
         engine = EngineOptions(quantize=quantize, max_num_seqs=max_seqs, gpu_memory_utilization=gpu_memory,
                                retries=retries, keep_runaways=keep_runaways, seed=seed, enforce_eager=eager)
         with _stop_on_sigterm():
-            report = render_book(book, RenderOptions(voice=resolved, out=out, fmt=fmt, engine=engine, progress=not quiet))
+            report = render_book(book, RenderOptions(voice=resolved, out=out, fmt=fmt, engine=engine, progress=not quiet),
+                                 cast=cast)
     except RendererError as err:
         raise _fail(err) from err
     except KeyboardInterrupt:
@@ -111,7 +129,7 @@ def book_command(path, voice, out, fmt, model, codec, quantize, max_seqs, gpu_me
     click.echo(f"{len(report.written)} file(s) written, {report.up_to_date} already up to date, "
                f"{report.audio_seconds:.1f} s of audio, voice {resolved.name}; "
                f"{report.chunks} chunks: {report.rendered} rendered, {report.reused} reused", err=True)
-    click.echo(summary_line(len(book.chapters), sum(map(chapter_words, book.chapters)),
+    click.echo(summary_line(len(book.chapters), sum(chapter_words(c, cast) for c in book.chapters),
                             len(book.warnings) + len(report.skipped)), err=True)
     if report.failures:
         for line in report.failures:
@@ -169,24 +187,27 @@ def models_tiny(folder, size, seed):
 @click.option("--voice", default="en", show_default=True, help="A language (en) or language:speaker (en:katie).")
 @click.option("--lexicon", type=click.Path(path_type=Path), help="Pronunciation lexicon: one 'written = spoken' a line.")
 @click.option("--all-matter", is_flag=True, help="Also read the front and back matter and the notes (cover, contents, index...).")
-def inspect_command(path, as_json, text_of, voice, lexicon, all_matter):
+@_script_options
+def inspect_command(path, as_json, text_of, voice, lexicon, all_matter, input_kind, cast_file, directions):
     """Show BOOK as it will be spoken, without loading a model: per chapter its words, chunks and time."""
     import json
 
+    from renderer.cast import load_cast
     from renderer.inspect import book_chunks, inspect_book, select_chapters, spoken_book, summary_line, table
     from renderer.speech.voices import resolve_voice
 
     try:
         resolved = resolve_voice(voice)
-        book = spoken_book(path, all_matter, lexicon)
+        book = spoken_book(path, all_matter, lexicon, kind=input_kind)
+        cast = load_cast(book, resolved, cast_file, directions)
         shown = select_chapters(book, text_of) if text_of else book
     except RendererError as err:
         raise _fail(err) from err
     for warning in book.warnings:
         click.echo(f"warning: {warning}", err=True)
-    inspection = inspect_book(shown, resolved)
+    inspection = inspect_book(shown, resolved, cast)
     if text_of:
-        for chunks in book_chunks(shown, resolved).values():
+        for chunks in book_chunks(shown, resolved, cast).values():
             click.echo("".join(f"{chunk.text}\n" for chunk in chunks), nl=False)
     elif as_json:
         click.echo(json.dumps(inspection, ensure_ascii=False, indent=2))

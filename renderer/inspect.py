@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from renderer.audio.assemble import (
     HEAD_SECONDS,
@@ -17,19 +19,24 @@ from renderer.audio.assemble import (
     TITLE_PAUSE_SECONDS,
 )
 from renderer.book import Book, BookError, Chapter, Chunk, Voice
-from renderer.read import read_book
+from renderer.read import AUTO, read_book
 from renderer.read.plain import count_words
+from renderer.read.script import DIRECTION, speakers_of
 from renderer.text.chunk import chunk_chapter
 from renderer.text.lexicon import apply_lexicon, read_lexicon
+
+if TYPE_CHECKING:
+    from renderer.cast import Cast
 
 _RANGE = re.compile(r"(\d+)(?:\s*-\s*(\d*))?")  # "3", "3-5", "7-" (to the end)
 
 
 def spoken_book(path: Path, all_matter: bool = False, lexicon: Path | None = None,
-                chapters: str | None = None) -> Book:
-    """Read `path` as it will be rendered: matter kept if `all_matter`, the lexicon file applied,
-    only the `chapters` spec's chapters ("3-5,9"; None: all). Raises RendererError, one line."""
-    book = read_book(path, all_matter=all_matter)
+                chapters: str | None = None, kind: str = AUTO) -> Book:
+    """Read `path` as it will be rendered: as `kind` (see read_book), matter kept if `all_matter`,
+    the lexicon file applied, only the `chapters` spec's chapters ("3-5,9"; None: all).
+    Raises RendererError, one line."""
+    book = read_book(path, all_matter=all_matter, kind=kind)
     if lexicon is not None:
         book = apply_lexicon(book, read_lexicon(lexicon))
     return select_chapters(book, chapters) if chapters is not None else book
@@ -67,9 +74,11 @@ def _ranges(numbers: list[int]) -> str:
     return ", ".join(map(str, numbers))
 
 
-def chapter_words(chapter: Chapter) -> int:
-    """Words of a chapter's title and paragraphs, as written (before numbers become words)."""
-    return count_words(chapter.title) + sum(count_words(p.text) for p in chapter.paragraphs)
+def chapter_words(chapter: Chapter, cast: Cast | None = None) -> int:
+    """Words of a chapter's title and paragraphs, as written (before numbers become words);
+    with a cast, of the paragraphs it speaks (stage directions only if narrated)."""
+    spoken = (p for p in chapter.paragraphs if cast is None or cast.speaks(p.speaker))
+    return count_words(chapter.title) + sum(count_words(p.text) for p in spoken)
 
 
 def chapter_seconds(chunks: list[Chunk]) -> float:
@@ -81,32 +90,33 @@ def chapter_seconds(chunks: list[Chunk]) -> float:
     return HEAD_SECONDS + sum(c.seconds for c in chunks) + pauses + TAIL_SECONDS
 
 
-def book_chunks(book: Book, voice: Voice) -> dict[int, list[Chunk]]:
+def book_chunks(book: Book, voice: Voice, cast: Cast | None = None) -> dict[int, list[Chunk]]:
     """Each chapter's chunks, by Chapter.index, as the render will make them."""
     language = book.language or voice.language
-    return {chapter.index: chunk_chapter(chapter, voice, language) for chapter in book.chapters}
+    return {chapter.index: chunk_chapter(chapter, voice, language, cast) for chapter in book.chapters}
 
 
-def inspect_book(book: Book, voice: Voice) -> dict:
-    """What the render of `book` with `voice` will speak.
+def inspect_book(book: Book, voice: Voice, cast: Cast | None = None) -> dict:
+    """What the render of `book` with `voice` (and `cast`, for a script) will speak.
 
     Returns {"title", "author", "language", "words", "seconds", "chapters": [{"index", "title",
     "words", "chunks", "seconds"}]}: language is the one the text is read in (the book's, else the
     voice's); words are counted on what will be spoken (titles and paragraphs of chapters with
     anything to speak), before numbers become words; seconds are estimated speech and pauses.
+    With a cast it also has "speakers" (see `speaker_rows`).
     """
-    chunks = book_chunks(book, voice)
+    chunks = book_chunks(book, voice, cast)
     chapters = [
         {
             "index": chapter.index,
             "title": chapter.title,
-            "words": chapter_words(chapter) if chunks[chapter.index] else 0,
+            "words": chapter_words(chapter, cast) if chunks[chapter.index] else 0,
             "chunks": len(chunks[chapter.index]),
             "seconds": round(chapter_seconds(chunks[chapter.index]), 1),
         }
         for chapter in book.chapters
     ]
-    return {
+    inspection = {
         "title": book.title,
         "author": book.author,
         "language": book.language or voice.language,
@@ -114,6 +124,36 @@ def inspect_book(book: Book, voice: Voice) -> dict:
         "seconds": round(sum(c["seconds"] for c in chapters), 1),
         "chapters": chapters,
     }
+    if cast is not None:
+        inspection["speakers"] = speaker_rows(book, cast, chunks)
+    return inspection
+
+
+def speaker_rows(book: Book, cast: Cast, chunks: dict[int, list[Chunk]]) -> list[dict]:
+    """Who speaks how much: [{"name", "voice", "lines", "words", "seconds"}], in order of first speech.
+
+    A joint speech counts for each of its speakers; a speaker's voice is the one of their own
+    speeches (of their first joint one if they have none). Narrated stage directions are a row
+    named DIRECTION. lines: speeches with something to speak; words as written; seconds of speech.
+    """
+    seconds: dict[tuple[int, int], float] = defaultdict(float)  # (chapter, paragraph) -> speech
+    for chunk in (c for chapter_chunks in chunks.values() for c in chapter_chunks if not c.is_title):
+        seconds[chunk.chapter, chunk.paragraph] += chunk.seconds
+    rows: dict[str, dict] = {}
+    for chapter in book.chapters:
+        for number, paragraph in enumerate(chapter.paragraphs):
+            if paragraph.speaker is None or (chapter.index, number) not in seconds:
+                continue
+            voice = cast.voice_for(paragraph.speaker).name
+            names = [DIRECTION] if paragraph.speaker == DIRECTION else speakers_of(paragraph.speaker)
+            for name in names:
+                row = rows.setdefault(name.casefold(), {"name": name, "voice": voice, "lines": 0, "words": 0, "seconds": 0.0})
+                if len(names) == 1:
+                    row["voice"] = voice
+                row["lines"] += 1
+                row["words"] += count_words(paragraph.text)
+                row["seconds"] += seconds[chapter.index, number]
+    return [{**row, "seconds": round(row["seconds"], 1)} for row in rows.values()]
 
 
 def clock(seconds: float) -> str:
@@ -139,4 +179,9 @@ def table(inspection: dict) -> list[str]:
         rows.append(f"{c['index']:>4}  {c['words']:>7,}  {c['chunks']:>6}  {clock(c['seconds']):>8}  {c['title']}")
     chunks = sum(c["chunks"] for c in inspection["chapters"])
     rows.append(f"{'':>4}  {inspection['words']:>7,}  {chunks:>6}  {clock(inspection['seconds']):>8}  in all")
+    if "speakers" in inspection:
+        rows.append("")
+        rows.append(f"{'lines':>6}  {'words':>7}  {'time':>8}  {'voice':<10}  speaker")
+        for s in inspection["speakers"]:
+            rows.append(f"{s['lines']:>6}  {s['words']:>7,}  {clock(s['seconds']):>8}  {s['voice']:<10}  {s['name']}")
     return rows

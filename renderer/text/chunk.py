@@ -2,19 +2,24 @@
 
 KaniTTS was trained on clips of at most 12 seconds, so a chunk is packed from whole sentences up to
 that length and never crosses a paragraph (nor, therefore, a change of speaker). A sentence too
-long for one chunk is split at clause punctuation, then between words.
+long for one chunk is split at clause punctuation, then between words. With a cast (scripts), each
+paragraph's chunks are in its speaker's voice, and stage directions are narrated or left out.
 """
 from __future__ import annotations
 
 import functools
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pysbd
 from pysbd.languages import LANGUAGE_CODES
 
 from renderer.book import Book, Chapter, Chunk, Voice
 from renderer.text.normalize import normalize
+
+if TYPE_CHECKING:
+    from renderer.cast import Cast
 
 CHARS_PER_SECOND = 15.0  # characters of English text spoken per second, spaces included
 MIN_CHUNK_SECONDS = 5  # shorter chunks sound clipped: their prosody has no room
@@ -49,37 +54,46 @@ def estimate_seconds(text: str) -> float:
     return len(text.strip()) / CHARS_PER_SECOND
 
 
-def chunk_book(book: Book, voice: Voice) -> list[Chunk]:
+def chunk_book(book: Book, voice: Voice, cast: Cast | None = None) -> list[Chunk]:
     """Every chapter's chunks, in reading order; see `chunk_chapter`.
 
     The text is normalized in the book's language, or the voice's when the book declares none.
     """
     language = book.language or voice.language
-    return [chunk for chapter in book.chapters for chunk in chunk_chapter(chapter, voice, language)]
+    return [chunk for chapter in book.chapters for chunk in chunk_chapter(chapter, voice, language, cast)]
 
 
-def chunk_chapter(chapter: Chapter, voice: Voice, language: str) -> list[Chunk]:
+def chunk_chapter(chapter: Chapter, voice: Voice, language: str, cast: Cast | None = None) -> list[Chunk]:
     """One chapter's chunks: its spoken title (is_title, paragraph -1), then its paragraphs.
 
     Each chunk holds normalized text of at most MAX_CHUNK_CHARS (one over-long word aside), from one
-    paragraph; Chunk.index counts from 0 within the chapter. Chunks with nothing speakable are
-    dropped; a chapter with no speakable text gets no chunks at all, not even its title.
+    paragraph; Chunk.index counts from 0 within the chapter, Chunk.paragraph is the paragraph's
+    index in the chapter. Chunks with nothing speakable are dropped; a chapter with no speakable
+    text gets no chunks at all, not even its title.
+    cast: None, every chunk is `voice`'s; else the title is the cast's narrator's, each paragraph
+    its speaker's (`cast.voice_for`), and stage directions are left out unless the cast narrates
+    them. Raises CastError for a speaker the cast cannot voice (load_cast checks that first).
     """
-    by_paragraph = [(TITLE_PARAGRAPH, _pack(_split_long(normalize(chapter.title, language, title=True))))]
+    title_voice = voice if cast is None else cast.narrator
+    by_paragraph = [(TITLE_PARAGRAPH, title_voice,
+                     _pack(_split_long(normalize(chapter.title, language, title=True))))]
     for number, paragraph in enumerate(chapter.paragraphs):
-        by_paragraph.append((number, _pack(_pieces(normalize(paragraph.text, language), language))))
-    if not any(texts for number, texts in by_paragraph if number != TITLE_PARAGRAPH):
+        if cast is not None and not cast.speaks(paragraph.speaker):
+            continue
+        by_paragraph.append((number, voice if cast is None else cast.voice_for(paragraph.speaker),
+                             _pack(_pieces(normalize(paragraph.text, language), language))))
+    if not any(texts for number, _, texts in by_paragraph if number != TITLE_PARAGRAPH):
         return []
 
     chunks: list[Chunk] = []
-    for number, texts in by_paragraph:
+    for number, speaker_voice, texts in by_paragraph:
         for position, text in enumerate(texts):
             chunks.append(Chunk(
                 chapter=chapter.index,
                 paragraph=number,
                 index=len(chunks),
                 text=text,
-                voice=voice,
+                voice=speaker_voice,
                 seconds=estimate_seconds(text),
                 is_title=number == TITLE_PARAGRAPH,
                 last_in_paragraph=position == len(texts) - 1,

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from renderer.book import Book, RendererError
+from renderer.read.plain import read_user_file
 
 SEPARATOR = "="
 COMMENT = "#"
@@ -59,14 +60,7 @@ def read_lexicon(path: Path) -> Lexicon:
     has a line without `=` or with nothing before it.
     """
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except FileNotFoundError:
-        raise LexiconError(f"{path}: no such lexicon file") from None
-    except UnicodeDecodeError as error:
-        raise LexiconError(f"{path}: not UTF-8 text (bad byte at offset {error.start})") from None
-    except OSError as error:
-        raise LexiconError(f"{path}: cannot read the lexicon ({error.strerror or error})") from None
+    lines = read_user_file(path, "lexicon", LexiconError).splitlines()
     exact: dict[str, str] = {}
     any_case: dict[str, str] = {}
     for number, line in enumerate(lines, start=1):
