@@ -18,7 +18,7 @@ from renderer.audio.assemble import ASSEMBLY_VERSION, assemble_chapter
 from renderer.audio.export import PER_CHAPTER, book_filename, chapter_filename, write_book_m4b, write_chapter
 from renderer.book import Book, Chapter, ChapterAudio, Chunk, RendererError, Take, Voice
 from renderer.codec import DECODE_BATCH_FRAMES, FRAMES_PER_SECOND, SAMPLE_RATE, load_codec
-from renderer.speech.engine import EngineOptions, SpeechEngine
+from renderer.speech.engine import EngineOptions, SpeechEngine, check_model
 from renderer.store import (
     FILE_PRINTS,
     RENDER_PLAN,
@@ -79,7 +79,7 @@ class _ChapterWriter:
         self.chapters = {c.index: c for c in book.chapters}
         self.prints_path = options.out / STORE_DIR / FILE_PRINTS
         self.prints = read_json(self.prints_path, {})
-        self.bar = tqdm(total=len(plan), desc="writing", unit="chapter", disable=not options.progress)
+        self.bar: tqdm | None = None  # made when rendering starts, so no bar shows before a load error
 
     def fingerprint(self, chapters: list[int]) -> str:
         keys = [self.keys[id(c)] for index in chapters for c in self.plan[index]]
@@ -117,11 +117,10 @@ class _ChapterWriter:
             self.done.sort(key=lambda a: a.chapter.index)
             path = write_book_m4b(self.book, self.done, self.options.out)
             self._record(path, [a.chapter.index for a in self.done])
-        self.bar.close()
 
 
-def _prepare_output(book: Book, options: RenderOptions, report: RenderReport) -> list[Chunk]:
-    chunks = chunk_book(book, options.voice)
+def _prepare_output(book: Book, options: RenderOptions, report: RenderReport, cast) -> list[Chunk]:
+    chunks = chunk_book(book, options.voice) if cast is None else chunk_book(book, options.voice, cast=cast)
     spoken = {c.chapter for c in chunks}
     report.skipped = [f"chapter {c.index} '{c.title}': nothing to speak" for c in book.chapters if c.index not in spoken]
     if not chunks:
@@ -134,6 +133,20 @@ def _prepare_output(book: Book, options: RenderOptions, report: RenderReport) ->
     return chunks
 
 
+def _by_model(chunks: list[Chunk]) -> dict[str, list[Chunk]]:
+    groups: dict[str, list[Chunk]] = defaultdict(list)
+    for chunk in chunks:
+        groups[chunk.voice.model].append(chunk)
+    return groups
+
+
+def _one_codec(chunks: list[Chunk]) -> str:
+    codecs = sorted({c.voice.codec for c in chunks})
+    if len(codecs) > 1:
+        raise RendererError(f"one codec per render, and these voices use {len(codecs)}: {', '.join(codecs)}")
+    return codecs[0]
+
+
 def _stored_takes(chunks: list[Chunk], store: TakeStore, keys: dict[int, str], retries: int) -> dict[int, Take]:
     """Takes already in the store, by id(chunk); a stored runaway counts only if it had every retry."""
     stored = {}
@@ -144,13 +157,14 @@ def _stored_takes(chunks: list[Chunk], store: TakeStore, keys: dict[int, str], r
     return stored
 
 
-def render_book(book: Book, options: RenderOptions) -> RenderReport:
-    """Render `book` with `options.voice` into `options.out`. Returns what was written and what failed.
+def render_book(book: Book, options: RenderOptions, cast=None) -> RenderReport:
+    """Render `book` into `options.out`, every chunk in `options.voice`, or with a `cast` (scripts)
+    each speaker's. Returns what was written and what failed.
 
     Raises RendererError (one line) when the book has nothing to speak or a model cannot load.
     """
     report = RenderReport()
-    chunks = _prepare_output(book, options, report)
+    chunks = _prepare_output(book, options, report, cast)
     with RenderLock(options.out):
         return _render_locked(book, chunks, options, report)
 
@@ -188,33 +202,36 @@ def _render_locked(book: Book, chunks: list[Chunk], options: RenderOptions, repo
     chunks = [c for c in chunks if c.chapter not in current]
     for index in current:
         del plan[index]
-    writer.bar.total = len(plan)
 
     stored = _stored_takes(chunks, store, keys, options.engine.retries)
     missing = [c for c in chunks if id(c) not in stored]
     report.reused, report.rendered = len(stored), len(missing)
     if not chunks:
-        writer.bar.close()
         return report
 
+    for model in _by_model(missing):
+        check_model(model)  # a typo in --model fails now, not after the codec has loaded
     started = time.perf_counter()
-    engine = SpeechEngine(options.voice.model, options.engine) if missing else None
-    report.seconds["engine_start"] = time.perf_counter() - started
-    codec = load_codec(options.voice.codec)
-    report.seconds["codec_load"] = time.perf_counter() - started - report.seconds["engine_start"]
-    report.seconds["decode"] = 0.0
+    codec = load_codec(_one_codec(chunks))
+    report.seconds.update(codec_load=time.perf_counter() - started, engine_start=0.0, generate=0.0, decode=0.0)
 
     def all_takes() -> Iterator[Take]:
-        """Stored takes first, then each new one as the engine finishes it (stored at once)."""
+        """Stored takes first, then each new one as an engine finishes it (stored at once).
+        One engine per model, one after another, each with all of its model's chunks."""
         yield from stored.values()
-        if engine is None:
-            return
-        begun = time.perf_counter()
-        for take in engine.takes(missing):
-            store.save(take, keys[id(take.chunk)])
-            report.tokens += take.codes.size + take.finished
-            yield take
-        report.seconds["generate"] = time.perf_counter() - begun
+        for model, group in _by_model(missing).items():
+            begun = time.perf_counter()
+            engine = SpeechEngine(model, options.engine)
+            report.seconds["engine_start"] += time.perf_counter() - begun
+            begun = time.perf_counter()
+            try:
+                for take in engine.takes(group):
+                    store.save(take, keys[id(take.chunk)])
+                    report.tokens += take.codes.size + take.finished
+                    yield take
+            finally:
+                engine.close()
+            report.seconds["generate"] += time.perf_counter() - begun
 
     def decode(batch: list[Take]) -> list[Take]:
         begun = time.perf_counter()
@@ -225,6 +242,7 @@ def _render_locked(book: Book, chunks: list[Chunk], options: RenderOptions, repo
 
     bars = {name: tqdm(total=len(chunks), desc=name, unit="chunk", disable=not options.progress)
             for name in ("generating", "decoding")}
+    writer.bar = tqdm(total=len(plan), desc="writing", unit="chapter", disable=not options.progress)
 
     def collect(future: Future) -> None:
         done = future.result()
@@ -232,11 +250,24 @@ def _render_locked(book: Book, chunks: list[Chunk], options: RenderOptions, repo
             writer.add(take)
         bars["decoding"].update(len(done))
 
+    try:
+        _run(all_takes(), decode, collect, writer, bars, options, report)
+    finally:  # also on an error: the bars end their lines before the error is printed
+        for bar in (*bars.values(), writer.bar):
+            bar.close()
+    writer.finish()
+    report.seconds["total"] = time.perf_counter() - started
+    return report
+
+
+def _run(takes: Iterator[Take], decode, collect, writer: _ChapterWriter, bars: dict, options: RenderOptions,
+         report: RenderReport) -> None:
+    """Route each take as it comes: kept or failed, then decoded in batches on a worker thread."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
         inflight: list[Future] = []
         batch: list[Take] = []
         audio_seconds = 0.0
-        for take in all_takes():
+        for take in takes:
             audio_seconds += take.codes.shape[1] / FRAMES_PER_SECOND
             bars["generating"].update()
             bars["generating"].set_postfix_str(f"{audio_seconds:.0f} s of audio", refresh=False)
@@ -257,8 +288,3 @@ def _render_locked(book: Book, chunks: list[Chunk], options: RenderOptions, repo
             inflight.append(pool.submit(decode, batch))
         for future in inflight:
             collect(future)
-    for bar in bars.values():
-        bar.close()
-    writer.finish()
-    report.seconds["total"] = time.perf_counter() - started
-    return report

@@ -121,7 +121,7 @@ def test_sigterm_stops_cleanly_and_says_how_to_resume(book, tiny_models, referen
 def test_damaged_take_is_rendered_again_and_files_are_remade(book, tiny_models, reference, tmp_path):
     out = tmp_path / "out"
     subprocess.run(["cp", "-r", f"{reference}/.", str(out)], check=True)
-    victim = sorted((out / STORE_DIR / "takes").glob("*/*.npz"))[0]
+    victim = min((out / STORE_DIR / "takes").glob("*/*.npz"))
     victim.write_bytes(victim.read_bytes()[:50])  # as if cut off mid-write by a crash
     assert "0 file(s) written, 2 already up to date" in finish(book, out, tiny_models)  # files still whole
     for wav in out.glob("*.wav"):

@@ -6,6 +6,7 @@ content so that a re-run makes the same codes. A frame logits processor keeps an
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import itertools
 import os
@@ -58,6 +59,12 @@ def _is_local(source: str) -> bool:
     return Path(source).expanduser().exists() or source.startswith((".", "/", "~"))
 
 
+def check_model(model: str) -> None:
+    """Raise EngineError now, before anything loads, if a local model folder is not there."""
+    if _is_local(model) and not (Path(model).expanduser() / "config.json").is_file():
+        raise EngineError(f"{model}: no such model folder (expected a folder with config.json, or a hub id)")
+
+
 @contextmanager
 def _hidden_odd_modules():
     """vLLM's CPU build scans every loaded module's namespace at start-up (to rebind Triton
@@ -87,8 +94,7 @@ class SpeechEngine:
     def __init__(self, model: str, options: EngineOptions = EngineOptions()):
         self.model = model
         self.options = options
-        if _is_local(model) and not (Path(model).expanduser() / "config.json").is_file():
-            raise EngineError(f"{model}: no such model folder (expected a folder with config.json, or a hub id)")
+        check_model(model)
         self.tokenizer = self._load_tokenizer()
         self.llm = self._load_llm()
 
@@ -147,6 +153,14 @@ class SpeechEngine:
             if "memory" in message.lower():
                 message += " (try a smaller --max-seqs or --gpu-memory)"
             raise EngineError(f"{self.model}: the speech model could not be started: {message}") from err
+
+    def close(self) -> None:
+        """Stop the engine and free its memory, so that the next model's engine fits."""
+        core = getattr(self.llm.llm_engine, "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+        del self.llm
+        gc.collect()
 
     def prompt(self, chunk: Chunk) -> list[int]:
         """The prompt's token ids for one chunk, as KaniTTS was trained."""
