@@ -91,10 +91,12 @@ class Codec:
         for row, i in enumerate(todo):
             tokens[row, :, : codes[i].shape[1]] = torch.from_numpy(codes[i])
             lengths[row] = codes[i].shape[1]
-        with torch.inference_mode():
-            audio, audio_len = self.model.decode(
-                tokens=tokens.to(self.device), tokens_len=lengths.to(self.device)
-            )
+        try:
+            with torch.inference_mode():
+                audio, audio_len = self.model.decode(tokens=tokens.to(self.device), tokens_len=lengths.to(self.device))
+        except torch.OutOfMemoryError as err:
+            raise CodecError("out of GPU memory while decoding: lower --gpu-memory (the speech engine's "
+                             "share) to leave the codec more; finished chunks are kept") from err
         audio = audio.float().cpu().numpy()
         for row, i in enumerate(todo):
             out[i] = audio[row, : int(audio_len[row])].copy()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from renderer.codec import SAMPLE_RATE, SAMPLES_PER_FRAME
 from renderer.read import read_book
 from renderer.speech.engine import EngineOptions
 from renderer.speech.voices import resolve_voice
-from renderer.store import TakeStore, take_key
+from renderer.store import STORE_DIR, TakeStore, take_key
 from renderer.text.chunk import chunk_book
 
 BOOK = SAMPLES / "two-chapters.md"
@@ -137,6 +138,17 @@ def test_m4b_one_file_with_a_marker_at_each_chapter(tiny_models, out):
     assert abs(float(probe["format"]["duration"]) - total) < 0.1
     assert probe["format"]["tags"]["title"] == "The Lighthouse Keeper"
     assert not list(out.glob(".*.partial"))  # no half-written file left behind
+
+
+def test_chapters_option_renders_only_those(tiny_models, out, tmp_path):
+    only = tmp_path / "only"
+    shutil.copytree(out / STORE_DIR, only / STORE_DIR)  # the takes are there: nothing to generate
+    model, codec = tiny_models
+    result = render(BOOK, "--model", model, "--codec", codec, "--out", only, "--chapters", "2", "--keep-runaways",
+                    "--retries", "0", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert [p.stem for p in only.glob("*.wav")] == [CHAPTER_FILES[1]]  # numbered as in the book
+    assert "0 rendered, 4 reused" in result.output
 
 
 def test_runaway_chunks_fail_their_chapter_by_default(tiny_models, short_book, tmp_path):
