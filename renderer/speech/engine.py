@@ -204,7 +204,12 @@ class SpeechEngine:
         for chunk in chunks:
             add(chunk, 0)
         while engine.has_unfinished_requests():
-            for output in engine.step():
+            try:
+                outputs = engine.step()
+            except Exception as err:
+                raise EngineError(f"{self.model}: the speech engine stopped: {first_line(err)} (out of memory? "
+                                  "lower --max-seqs or --gpu-memory); finished chunks are kept") from err
+            for output in outputs:
                 if not output.finished:
                     continue
                 chunk, attempt = pending.pop(output.request_id.split("-")[0])
