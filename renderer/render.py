@@ -30,7 +30,7 @@ from renderer.store import (
     take_key,
     write_json,
 )
-from renderer.text.chunk import chunk_book
+from renderer.text.chunk import chunk_chapter, spoken_language
 
 RUNAWAY_TEXT_CHARS = 60  # how much of a failed chunk's text the report quotes
 
@@ -121,7 +121,9 @@ class _ChapterWriter:
 
 
 def _prepare_output(book: Book, options: RenderOptions, report: RenderReport, cast) -> list[Chunk]:
-    chunks = chunk_book(book, options.voice) if cast is None else chunk_book(book, options.voice, cast=cast)
+    language = spoken_language(book, options.voice)
+    chunks = [chunk for chapter in tqdm(book.chapters, desc="reading", unit="chapter", disable=not options.progress)
+              for chunk in chunk_chapter(chapter, options.voice, language, cast)]
     spoken = {c.chapter for c in chunks}
     report.skipped = [f"chapter {c.index} '{c.title}': nothing to speak" for c in book.chapters if c.index not in spoken]
     if not chunks:

@@ -59,8 +59,13 @@ def chunk_book(book: Book, voice: Voice, cast: Cast | None = None) -> list[Chunk
 
     The text is normalized in the book's language, or the voice's when the book declares none.
     """
-    language = book.language or voice.language
+    language = spoken_language(book, voice)
     return [chunk for chapter in book.chapters for chunk in chunk_chapter(chapter, voice, language, cast)]
+
+
+def spoken_language(book: Book, voice: Voice) -> str:
+    """The language the text is normalized in: the book's, or the voice's when the book declares none."""
+    return book.language or voice.language
 
 
 def chunk_chapter(chapter: Chapter, voice: Voice, language: str, cast: Cast | None = None) -> list[Chunk]:
