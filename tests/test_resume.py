@@ -147,7 +147,7 @@ def test_second_render_into_the_same_folder_refuses(book, tiny_models, tmp_path)
 def test_unwritable_output_folder_is_one_line(book, tiny_models, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    result = render(book, "--out", blocker / "out", "--model", tiny_models[0], "--codec", tiny_models[1])
+    result = render(book, "--out", blocker / "out", "--model", tiny_models[0], "--codec", tiny_models[1], "--quiet")
     assert result.exit_code == 1 and "cannot create the output folder" in result.output
     assert len(result.output.strip().splitlines()) == 1
 
