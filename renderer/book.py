@@ -91,6 +91,7 @@ class Take:
     finished: bool
     attempts: int = 1
     audio: np.ndarray | None = field(default=None, repr=False)  # float32 mono, codec sample rate
+    steps: tuple[int, int] = (0, 0)  # engine steps at which its last attempt was queued and finished
 
 
 @dataclass

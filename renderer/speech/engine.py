@@ -193,12 +193,13 @@ class SpeechEngine:
         from vllm.inputs import TokensPrompt
 
         engine = self.llm.llm_engine
-        pending: dict[str, tuple[Chunk, int]] = {}
+        pending: dict[str, tuple[Chunk, int, int]] = {}  # request id -> chunk, attempt, step queued
         serial = itertools.count()
+        step = 0
 
         def add(chunk: Chunk, attempt: int) -> None:
             request_id = f"r{next(serial)}"  # no "-": vLLM may append "-suffix"
-            pending[request_id] = (chunk, attempt)
+            pending[request_id] = (chunk, attempt, step)
             engine.add_request(request_id, TokensPrompt(prompt_token_ids=self.prompt(chunk)), self._params(chunk, attempt))
 
         for chunk in chunks:
@@ -206,17 +207,18 @@ class SpeechEngine:
         while engine.has_unfinished_requests():
             try:
                 outputs = engine.step()
+                step += 1
             except Exception as err:
                 raise EngineError(f"{self.model}: the speech engine stopped: {first_line(err)} (out of memory? "
                                   "lower --max-seqs or --gpu-memory); finished chunks are kept") from err
             for output in outputs:
                 if not output.finished:
                     continue
-                chunk, attempt = pending.pop(output.request_id.split("-")[0])
+                chunk, attempt, queued = pending.pop(output.request_id.split("-")[0])
                 answer = output.outputs[0]
                 codes, finished = kani.answer_codes(answer.token_ids)
                 finished = finished or answer.finish_reason == "stop"  # stopped on END_OF_SPEECH
                 if not finished and attempt < self.options.retries:
                     add(chunk, attempt + 1)
                     continue
-                yield Take(chunk=chunk, codes=codes, finished=finished, attempts=attempt + 1)
+                yield Take(chunk=chunk, codes=codes, finished=finished, attempts=attempt + 1, steps=(queued, step))
