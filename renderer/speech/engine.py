@@ -42,11 +42,15 @@ class EngineOptions:
     temperature: float = kani.TEMPERATURE
     top_p: float = kani.TOP_P
     repetition_penalty: float = kani.REPETITION_PENALTY
+    # "codes": the frame processor samples over the 4,033 candidates of each position (vLLM runs
+    # greedy); "vllm": the processor only masks and vLLM samples over the whole vocabulary.
+    sampler: str = "codes"
 
     def take_settings(self) -> dict:
         """The settings that change which codes a chunk gets (the key of a stored take)."""
         return {"quantize": self.quantize, "margin": self.length_margin, "seed": self.seed,
-                "temperature": self.temperature, "top_p": self.top_p, "rep": self.repetition_penalty}
+                "temperature": self.temperature, "top_p": self.top_p, "rep": self.repetition_penalty,
+                "sampler": self.sampler}
 
 
 def chunk_seed(chunk: Chunk, attempt: int, base: int) -> int:
@@ -170,18 +174,18 @@ class SpeechEngine:
     def _params(self, chunk: Chunk, attempt: int):
         from vllm import SamplingParams
 
-        from renderer.speech.frames import EXTRA_ARG
+        from renderer.speech.frames import EXTRA_ARG, sampling_args
 
-        return SamplingParams(
-            temperature=self.options.temperature,
-            top_p=self.options.top_p,
-            repetition_penalty=self.options.repetition_penalty,
-            max_tokens=kani.max_new_tokens(chunk.seconds, self.options.length_margin),
-            seed=chunk_seed(chunk, attempt, self.options.seed),
-            stop_token_ids=[kani.END_OF_SPEECH],
-            detokenize=False,
-            extra_args={EXTRA_ARG: True},
-        )
+        o = self.options
+        seed = chunk_seed(chunk, attempt, o.seed)
+        common = {"max_tokens": kani.max_new_tokens(chunk.seconds, o.length_margin),
+                  "stop_token_ids": [kani.END_OF_SPEECH], "detokenize": False}
+        if o.sampler == "vllm":
+            return SamplingParams(temperature=o.temperature, top_p=o.top_p, repetition_penalty=o.repetition_penalty,
+                                  seed=seed, extra_args={EXTRA_ARG: True}, **common)
+        # The processor samples and leaves one finite logit: vLLM's greedy argmax takes it.
+        return SamplingParams(temperature=0.0, extra_args={
+            EXTRA_ARG: sampling_args(seed, o.temperature, o.top_p, o.repetition_penalty)}, **common)
 
     def takes(self, chunks: Iterable[Chunk]) -> Iterator[Take]:
         """Render every chunk, queued at once; yield each Take as soon as it is final.
