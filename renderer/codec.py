@@ -23,21 +23,27 @@ SAMPLES_PER_FRAME = math.prod(UPSAMPLE_RATES)  # 1,764 samples a frame
 FRAMES_PER_SECOND = SAMPLE_RATE / SAMPLES_PER_FRAME  # 12.5 frames a second
 DEFAULT_CODEC = "nvidia/nemo-nano-codec-22khz-0.6kbps-12.5fps"
 DECODE_BATCH_FRAMES = 150 * 16  # frames in one decode batch: 16 twelve-second chunks, about 4 GiB at fp32
+PAD_FRAMES = 25  # a batch's length is padded to a multiple of this (2 s): fewer shapes to compile for
+PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 on a GPU, fp32 on the CPU
 
 
 class CodecError(RendererError):
     """The codec could not be loaded: one line for the user."""
 
 
-def load_codec(source: str, device: str = "auto"):
+def load_codec(source: str, device: str = "auto", precision: str = "auto", compile_decoder: bool = False):
     """Load the codec from a local `.nemo` file (restore_from) or a hub id (from_pretrained).
 
-    Returns a `Codec`. Raises CodecError with one line when it cannot be loaded.
+    precision: the decoder's weights and activations (see PRECISIONS); compile_decoder: torch.compile the
+    decoder (slow to start, faster after). Returns a `Codec`. Raises CodecError with one line when it
+    cannot be loaded.
     """
     import torch
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if precision == "auto":
+        precision = "bf16" if device.startswith("cuda") else "fp32"
     local = Path(source).expanduser()
     looks_local = local.exists() or source.startswith((".", "/", "~")) or source.endswith(".nemo")
     if looks_local and not local.is_file():
@@ -54,7 +60,12 @@ def load_codec(source: str, device: str = "auto"):
     except Exception as err:  # NeMo raises many kinds; the user needs one line
         hint = " (offline: pass a local .nemo file)" if os.environ.get("HF_HUB_OFFLINE") else ""
         raise CodecError(f"{source}: the codec could not be loaded{hint}: {first_line(err)}") from err
-    return Codec(model.eval(), device)
+    model = model.eval()
+    if precision == "bf16":
+        model = model.to(torch.bfloat16)  # NeMo's decode casts the dequantized codes to the model's dtype
+    if compile_decoder:
+        model.audio_decoder = torch.compile(model.audio_decoder)
+    return Codec(model, device)
 
 
 class Codec:
@@ -85,7 +96,7 @@ class Codec:
         todo = [i for i in range(len(codes)) if out[i] is None]
         if not todo:
             return out
-        longest = max(codes[i].shape[1] for i in todo)
+        longest = -(-max(codes[i].shape[1] for i in todo) // PAD_FRAMES) * PAD_FRAMES  # causal: padding at the end is inert
         tokens = torch.zeros((len(todo), NUM_CODEBOOKS, longest), dtype=torch.long)
         lengths = torch.zeros(len(todo), dtype=torch.long)
         for row, i in enumerate(todo):

@@ -22,6 +22,7 @@ from renderer.speech import kani
 
 FRAME_PROCESSOR = "renderer.speech.frames:KaniFrameProcessor"
 CPU_KV_CACHE_GIB = 1  # KV cache on the CPU: about 87,000 tokens of the full-size model
+DEFAULT_GRAPH_BATCH = 512  # vLLM's largest CUDA-graph batch unless told otherwise
 SEED_BITS = 31  # vLLM takes a signed 32-bit seed
 
 
@@ -38,6 +39,7 @@ class EngineOptions:
     retries: int = 2  # new seeds tried for a runaway chunk
     keep_runaways: bool = False  # keep a runaway's audio (cut at max_tokens) instead of failing
     enforce_eager: bool = False  # skip torch.compile and CUDA graphs (faster start, slower steps)
+    async_scheduling: bool = True  # GPU: schedule step n+1 while step n runs
     seed: int = 0  # mixed into every chunk's seed
     temperature: float = kani.TEMPERATURE
     top_p: float = kani.TOP_P
@@ -145,6 +147,9 @@ class SpeechEngine:
         }
         if on_gpu:
             kwargs["gpu_memory_utilization"] = self.options.gpu_memory_utilization
+            kwargs["async_scheduling"] = self.options.async_scheduling
+            if self.options.max_num_seqs > DEFAULT_GRAPH_BATCH:  # steps past the largest graph run eager
+                kwargs["compilation_config"] = {"max_cudagraph_capture_size": self.options.max_num_seqs}
             if self.options.quantize:
                 kwargs["quantization"] = "bitsandbytes"
         try:
@@ -173,13 +178,15 @@ class SpeechEngine:
 
     def _params(self, chunk: Chunk, attempt: int):
         from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
 
         from renderer.speech.frames import EXTRA_ARG, sampling_args
 
         o = self.options
         seed = chunk_seed(chunk, attempt, o.seed)
         common = {"max_tokens": kani.max_new_tokens(chunk.seconds, o.length_margin),
-                  "stop_token_ids": [kani.END_OF_SPEECH], "detokenize": False}
+                  "stop_token_ids": [kani.END_OF_SPEECH], "detokenize": False,
+                  "output_kind": RequestOutputKind.FINAL_ONLY}  # no per-step outputs to build: takes are whole
         if o.sampler == "vllm":
             return SamplingParams(temperature=o.temperature, top_p=o.top_p, repetition_penalty=o.repetition_penalty,
                                   seed=seed, extra_args={EXTRA_ARG: True}, **common)

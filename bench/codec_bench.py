@@ -1,0 +1,79 @@
+"""Codec-stage benchmark: the project's Codec.decode alone, on a random-weight nano codec of the real
+size, in batches of twelve-second takes (150 frames), at each precision, eager or compiled.
+
+    python bench/codec_bench.py --codec /tmp/models/codec.nemo [--batches 16,64] [--repeat 5]
+
+Also reports how far bf16 output is from fp32 output for the same codes (signal-to-error ratio, dB).
+Appends rows to bench/results/codec.json and rewrites bench/results/codec.md.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import time
+from pathlib import Path
+
+import numpy as np
+from results_table import append_rows, device_name  # bench/, beside this script
+
+from renderer.codec import CODEBOOK_SIZE, FRAMES_PER_SECOND, NUM_CODEBOOKS, load_codec
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAMES = 150  # a twelve-second take
+COLUMNS = ("date", "gpu", "precision", "compiled", "batch", "ms_per_batch", "x_realtime", "peak_gib", "first_call_s",
+           "snr_vs_fp32_db")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--codec", required=True)
+    parser.add_argument("--batches", default="16,64")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--cases", default="fp32:eager,bf16:eager,bf16:compiled")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    import torch
+
+    rng = np.random.default_rng(0)
+    sizes = [int(b) for b in args.batches.split(",")]
+    takes = [rng.integers(0, CODEBOOK_SIZE, (NUM_CODEBOOKS, FRAMES)) for _ in range(max(sizes))]
+    reference: dict[int, list[np.ndarray]] = {}
+    rows = []
+    for case in args.cases.split(","):
+        precision, how = case.split(":")
+        codec = load_codec(args.codec, precision=precision, compile_decoder=how == "compiled")
+        for size in sizes:
+            batch = takes[:size]
+            torch.cuda.reset_peak_memory_stats()
+            begun = time.perf_counter()
+            audio = codec.decode(batch)  # the first call compiles, when compiled
+            first = time.perf_counter() - begun
+            times = []
+            for _ in range(args.repeat):
+                begun = time.perf_counter()
+                codec.decode(batch)
+                times.append(time.perf_counter() - begun)
+            seconds = float(np.median(times))
+            if precision == "fp32" and how == "eager":
+                reference[size] = audio
+            snr = ""
+            if size in reference and precision != "fp32":
+                signal = sum(float(np.sum(r.astype(np.float64) ** 2)) for r in reference[size])
+                error = sum(float(np.sum((r.astype(np.float64) - a) ** 2)) for r, a in zip(reference[size], audio, strict=True))
+                snr = round(10 * np.log10(signal / max(error, 1e-30)), 1)
+            rows.append({"date": datetime.date.today().isoformat(), "gpu": device_name(), "precision": precision,
+                         "compiled": how == "compiled", "batch": size, "ms_per_batch": round(1000 * seconds, 1),
+                         "x_realtime": round(size * FRAMES / FRAMES_PER_SECOND / seconds),
+                         "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1), "first_call_s": round(first, 1),
+                         "snr_vs_fp32_db": snr})
+            print(rows[-1], flush=True)
+        del codec
+        torch.cuda.empty_cache()
+    append_rows(rows, args.results / "codec.json", args.results / "codec.md", COLUMNS,
+                "# Codec-stage benchmark (bench/codec_bench.py)\n\nThe project's Codec.decode on a random-weight nano "
+                "codec of the real size, batches of 12-s takes (150 frames); x realtime = seconds of audio decoded per "
+                "second; snr_vs_fp32_db = how close bf16's audio is to fp32's for the same codes.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Speech-stage benchmark: the project's SpeechEngine alone (no codec, no files), on a random-weight
+model of kani-tts-400m's real size. Random weights rarely say END_OF_SPEECH, so nearly every chunk
+runs to its planned length: the numbers measure speed, not speech.
+
+    python bench/speech_bench.py --model /tmp/models/kani --case NAME [--sampler codes|vllm]
+        [--max-seqs 256] [--no-async] [--no-quantize] [--chunks 512] [--seconds 10]
+        [--one-at-a-time 4] [--profile-steps 20] [--gpu-memory 0.5]
+
+--one-at-a-time N: also render N chunks one request at a time, as the KaniTTS vLLM server does.
+--profile-steps N: run the engine in this process and print torch-profiler tables for N steps
+taken in the middle of the run (no throughput row then: profiling slows the steps).
+Appends rows to bench/results/speech.json and rewrites bench/results/speech.md.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import time
+from pathlib import Path
+
+from results_table import append_rows, device_name  # bench/, beside this script
+
+from renderer.book import Chunk, Voice
+from renderer.speech.engine import EngineOptions, SpeechEngine
+from renderer.speech.kani import TOKENS_PER_SECOND
+
+ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = ("date", "gpu", "vllm", "case", "quantize", "sampler", "async", "max_seqs", "chunks", "tokens",
+           "engine_start_s", "generate_s", "ms_per_step_est", "tokens_per_s", "x_realtime")
+TEXT = "the lamp was lit at dusk and it burned until the morning came over the quiet harbour while ships waited"
+WORDS = TEXT.split()
+
+
+def bench_chunks(model: str, count: int, seconds: float) -> list[Chunk]:
+    """`count` chunks of distinct text, each planned at `seconds` of speech."""
+    voice = Voice("en", "andrew", model, "unused")
+    chunks = []
+    for i in range(count):
+        words = [WORDS[(i * 7 + k) % len(WORDS)] for k in range(int(seconds * 2.5))]
+        chunks.append(Chunk(1, i, i, f"{i}: " + " ".join(words) + ".", voice, seconds=seconds))
+    return chunks
+
+
+def profile_steps(engine: SpeechEngine, chunks: list[Chunk], warm: int, steps: int) -> str:
+    """Torch-profiler tables for `steps` engine steps after `warm` steps (the engine runs in this process)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    core = engine.llm.llm_engine
+    original = core.step
+    count = {"n": 0}
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None
+    profiler = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+    walls = []
+
+    def step():
+        count["n"] += 1
+        if count["n"] == warm:
+            sync()
+            profiler.start()
+        begun = time.perf_counter()
+        out = original()
+        if warm <= count["n"] < warm + steps:
+            sync()
+            walls.append(time.perf_counter() - begun)
+        if count["n"] == warm + steps:
+            profiler.stop()
+        return out
+
+    core.step = step
+    for _ in engine.takes(chunks):
+        pass
+    core.step = original
+    events = profiler.key_averages()
+    cuda_total = sum(e.self_device_time_total for e in events) / 1000 / steps
+    lines = [f"{steps} steps: wall {1000 * sum(walls) / len(walls):.1f} ms a step, GPU kernels {cuda_total:.1f} ms a step",
+             events.table(sort_by="self_device_time_total", row_limit=25, max_name_column_width=70),
+             events.table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=70)]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--case", required=True)
+    parser.add_argument("--sampler", choices=["codes", "vllm"], default="codes")
+    parser.add_argument("--max-seqs", type=int, default=256)
+    parser.add_argument("--async", dest="async_", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--quantize", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--gpu-memory", type=float, default=0.5)
+    parser.add_argument("--chunks", type=int, default=512)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--one-at-a-time", type=int, default=0)
+    parser.add_argument("--profile-steps", type=int, default=0)
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    if args.profile_steps:
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the model runs in this process, under the profiler
+
+    import vllm
+
+    options = EngineOptions(quantize=args.quantize, max_num_seqs=args.max_seqs, gpu_memory_utilization=args.gpu_memory,
+                            length_margin=1.0, retries=0, keep_runaways=True, sampler=args.sampler,
+                            async_scheduling=args.async_)
+    begun = time.perf_counter()
+    engine = SpeechEngine(args.model, options)
+    start = time.perf_counter() - begun
+    chunks = bench_chunks(args.model, args.chunks, args.seconds)
+    base = {"date": datetime.date.today().isoformat(), "gpu": device_name(), "vllm": vllm.__version__,
+            "quantize": "bitsandbytes" if args.quantize else "none", "sampler": args.sampler,
+            "async": args.async_, "engine_start_s": round(start, 1)}
+
+    if args.profile_steps:
+        print(profile_steps(engine, chunks, warm=30, steps=args.profile_steps))
+        return
+
+    list(engine.takes(chunks[: args.max_seqs]))  # warm-up: every batch size once
+    rows = []
+    runs = [(args.case, args.max_seqs, [chunks])]
+    if args.one_at_a_time:
+        runs.append((f"{args.case}, one at a time", 1, [[c] for c in chunks[: args.one_at_a_time]]))
+    for case, seqs, groups in runs:
+        begun = time.perf_counter()
+        tokens = sum(t.codes.size + t.finished for group in groups for t in engine.takes(group))
+        seconds = time.perf_counter() - begun
+        running = min(seqs, max(len(g) for g in groups))  # sequences in a step, the batch being full
+        rows.append({**base, "case": case, "max_seqs": seqs, "chunks": sum(len(g) for g in groups), "tokens": tokens,
+                     "generate_s": round(seconds, 2), "ms_per_step_est": round(1000 * seconds * running / tokens, 2),
+                     "tokens_per_s": round(tokens / seconds), "x_realtime": round(tokens / seconds / TOKENS_PER_SECOND, 1),
+                     "env": {k: v for k, v in os.environ.items() if k.startswith("VLLM_")}})
+        print(json.dumps(rows[-1]))
+    engine.close()
+    append_rows(rows, args.results / "speech.json", args.results / "speech.md", COLUMNS,
+                "# Speech-stage benchmark (bench/speech_bench.py)\n\nThe project's SpeechEngine alone on a random-weight "
+                "model of kani-tts-400m's size; x realtime = seconds of audio generated per second (50 tokens = 1 s).")
+
+
+if __name__ == "__main__":
+    main()
