@@ -13,10 +13,11 @@ import dataclasses
 import datetime
 import json
 import os
-import platform
 import tempfile
 import threading
 from pathlib import Path
+
+from results_table import append_rows, device_name  # bench/, beside this script
 
 from renderer.book import Book
 from renderer.codec import FRAMES_PER_SECOND
@@ -27,7 +28,7 @@ from renderer.speech.kani import TOKENS_PER_FRAME
 from renderer.speech.voices import resolve_voice
 
 ROOT = Path(__file__).resolve().parents[1]
-COLUMNS = ("date", "gpu", "vllm", "model", "quantize", "max_seqs", "chunks", "audio_s", "engine_start_s",
+COLUMNS = ("date", "gpu", "vllm", "case", "quantize", "sampler", "async", "gpu_memory", "max_seqs", "chunks", "audio_s", "engine_start_s",
            "generate_s", "tokens_per_s", "generate_x_realtime", "decode_s", "decode_x_realtime", "total_s",
            "render_x_realtime", "peak_gpu_gib")
 
@@ -62,43 +63,41 @@ class PeakMemory:
         self.stop.set()
 
 
-def write_table(rows: list[dict], path: Path) -> None:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for row in rows:
-        lines.append("| " + " | ".join(str(row.get(c, "")) for c in COLUMNS) + " |")
-    path.write_text("# Whole-render benchmark (bench/render_bench.py)\n\n"
-                    "Random-weight models of kani-tts-400m's and the nano codec's real size; every chunk "
-                    "runs to its planned length (random weights never stop). x realtime = seconds of "
-                    "audio per second of wall time.\n\n" + "\n".join(lines) + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", type=Path, required=True, help="folder of `render models tiny --size full`")
     parser.add_argument("--book", type=Path, default=ROOT / "samples" / "moby-dick-opening.md")
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--quantize", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--max-seqs", type=int, default=256)
+    parser.add_argument("--max-seqs", type=int, default=EngineOptions.max_num_seqs)
+    parser.add_argument("--gpu-memory", type=float, default=EngineOptions.gpu_memory_utilization)
+    parser.add_argument("--sampler", choices=["codes", "vllm"], default=EngineOptions.sampler)
+    parser.add_argument("--async", dest="async_", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--case", default="defaults")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
 
-    import torch
     import vllm
 
     voice = resolve_voice("en", str(args.models / "kani"), str(args.models / "codec.nemo"))
     book = repeated(read_book(args.book), args.repeat)
-    engine = EngineOptions(quantize=args.quantize, max_num_seqs=args.max_seqs, length_margin=1.0,
-                           retries=0, keep_runaways=True)
+    engine = EngineOptions(quantize=args.quantize, max_num_seqs=args.max_seqs, gpu_memory_utilization=args.gpu_memory,
+                           length_margin=1.0, retries=0, keep_runaways=True, sampler=args.sampler,
+                           async_scheduling=args.async_)
     with tempfile.TemporaryDirectory() as out, PeakMemory() as memory:
         report = render_book(book, RenderOptions(voice=voice, out=Path(out), fmt="flac", engine=engine, progress=False))
     s = report.seconds
     speech = report.tokens / TOKENS_PER_FRAME / FRAMES_PER_SECOND
     row = {
         "date": datetime.date.today().isoformat(),
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+        "gpu": device_name(),
         "vllm": vllm.__version__,
         "model": "kani-tts-400m arch, random",
+        "case": args.case,
         "quantize": "bitsandbytes" if args.quantize else "none",
+        "sampler": args.sampler,
+        "async": args.async_,
+        "gpu_memory": args.gpu_memory,
         "max_seqs": args.max_seqs,
         "chunks": report.chunks,
         "audio_s": round(report.audio_seconds, 1),
@@ -114,12 +113,10 @@ def main() -> None:
         "env": {k: v for k, v in os.environ.items() if k.startswith("VLLM_")},
     }
     print(json.dumps(row))
-    args.results.mkdir(parents=True, exist_ok=True)
-    store = args.results / "render.json"
-    rows = json.loads(store.read_text()) if store.exists() else []
-    rows.append(row)
-    store.write_text(json.dumps(rows, indent=1) + "\n")
-    write_table(rows, args.results / "render.md")
+    append_rows([row], args.results / "render.json", args.results / "render.md", COLUMNS,
+                "# Whole-render benchmark (bench/render_bench.py)\n\nRandom-weight models of kani-tts-400m's and the nano "
+                "codec's real size; every chunk runs to its planned length (random weights never stop). x realtime = "
+                "seconds of audio per second of wall time.")
 
 
 if __name__ == "__main__":
