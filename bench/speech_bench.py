@@ -94,6 +94,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--one-at-a-time", type=int, default=0)
     parser.add_argument("--profile-steps", type=int, default=0)
+    parser.add_argument("--barrier", type=Path, help="a folder: wait, after warm-up, until --parties processes are ready")
+    parser.add_argument("--parties", type=int, default=1)
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     if args.profile_steps:
@@ -117,6 +119,11 @@ def main() -> None:
         return
 
     list(engine.takes(chunks[: args.max_seqs]))  # warm-up: every batch size once
+    if args.barrier:  # several engines on one GPU: measure them over the same window
+        args.barrier.mkdir(parents=True, exist_ok=True)
+        (args.barrier / str(os.getpid())).touch()
+        while len(list(args.barrier.iterdir())) < args.parties:
+            time.sleep(0.05)
     rows = []
     runs = [(args.case, args.max_seqs, [chunks])]
     if args.one_at_a_time:

@@ -64,8 +64,20 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", compi
     if precision == "bf16":
         model = model.to(torch.bfloat16)  # NeMo's decode casts the dequantized codes to the model's dtype
     if compile_decoder:
-        model.audio_decoder = torch.compile(model.audio_decoder)
+        _compile_activations(model.audio_decoder)
     return Codec(model, device)
+
+
+def _compile_activations(decoder) -> None:
+    """torch.compile the decoder's activations: Snake's several elementwise passes over audio-rate
+    tensors become one kernel. (The decoder as a whole breaks into pieces at NeMo's type checks.)"""
+    import torch
+
+    activations = [m for m in decoder.modules() if type(m).__name__ == "CodecActivation"]
+    # One compiled graph per activation instance; dynamo's default limit (8) would leave the rest eager.
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 2 * len(activations))
+    for module in activations:
+        module.forward = torch.compile(module.forward, dynamic=True)
 
 
 class Codec:
