@@ -216,3 +216,101 @@ def inspect_command(path, as_json, text_of, voice, lexicon, all_matter, input_ki
     silent = sum(1 for chapter in inspection["chapters"] if not chapter["chunks"])
     click.echo(summary_line(len(inspection["chapters"]) - silent, inspection["words"], len(book.warnings) + silent),
                err=True)
+
+
+@main.group("jobs")
+@click.option("--jobs-dir", type=click.Path(path_type=Path),
+              help="The jobs folder [default: $RENDER_JOBS_DIR, else ./jobs].")
+@click.pass_context
+def jobs_group(ctx, jobs_dir):
+    """Batch jobs: TOML job files in a jobs folder, rendered on demand or on a schedule (jobs/README.md)."""
+    from renderer.jobs import jobs_dir as default_jobs_dir
+
+    ctx.obj = default_jobs_dir(jobs_dir)
+
+
+@jobs_group.command("run")
+@click.argument("job")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.pass_obj
+def jobs_run(folder, job, quiet):
+    """Render every book of JOB (a job file, or a job's name in the jobs folder) that is not done,
+    all in one engine run. A job file's own folder is its jobs folder."""
+    from renderer.jobs import JobState, find_job, load_job, run_job
+
+    try:
+        path = find_job(job, folder)
+        loaded = load_job(path)
+        with JobState(path.parent) as state, _stop_on_sigterm():
+            result = run_job(loaded, state, progress=not quiet, warn=lambda line: click.echo(f"warning: {line}", err=True))
+    except RendererError as err:
+        raise _fail(err) from err
+    except KeyboardInterrupt:
+        click.echo(f"\nStopped. Every finished chunk is kept; run `render jobs run {job}` again to resume.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    for book, state_name, error in result.books:
+        click.echo(f"{state_name:7} {book.path}" + (f": {error}" if error else f" -> {book.out}"))
+    engines = len(result.render.engines) if result.render else 0
+    click.echo(f"job {loaded.name}: {len(result.books) - len(result.failed)} book(s) done, {len(result.failed)} "
+               f"failed; {engines} engine(s) started", err=True)
+    if result.failed:
+        raise click.ClickException(f"job {loaded.name}: {len(result.failed)} of {len(result.books)} book(s) failed "
+                                   f"(render jobs status {loaded.name})")
+
+
+@jobs_group.command("list")
+@click.pass_obj
+def jobs_list(folder):
+    """Each job: its schedule, next run, and last run with its outcome."""
+    from renderer.jobs import JobState, job_files, list_line, summarize
+
+    try:
+        job_files(folder)
+        with JobState(folder) as state:
+            lines = [list_line(summary) for summary in summarize(folder, state)]
+    except RendererError as err:
+        raise _fail(err) from err
+    click.echo("\n".join(lines) if lines else f"no jobs in {folder}")
+
+
+@jobs_group.command("status")
+@click.argument("job", required=False)
+@click.pass_obj
+def jobs_status(folder, job):
+    """Each job (or JOB) as `jobs list` shows it, then its books: pending, rendering, done, or failed with why."""
+    from renderer.jobs import JobState, find_job, job_files, status_lines, summarize
+
+    try:
+        only = find_job(job, folder) if job else None
+        folder = only.parent if only else folder
+        job_files(folder)
+        with JobState(folder) as state:
+            lines = [line for summary in summarize(folder, state, only=only) for line in status_lines(summary, state)]
+    except RendererError as err:
+        raise _fail(err) from err
+    click.echo("\n".join(lines) if lines else f"no jobs in {folder}")
+
+
+@jobs_group.command("serve")
+@click.option("--poll", type=click.FloatRange(0.1), default=30.0, show_default=True,
+              help="Seconds between looks at the jobs folder (job files are re-read each time).")
+@click.option("--until", type=click.FloatRange(0), help="Stop after this many seconds (a run in progress finishes).")
+@click.option("--max-runs", type=click.IntRange(1), help="Stop after this many runs.")
+@click.option("--progress", is_flag=True, help="Progress bars for each run.")
+@click.pass_obj
+def jobs_serve(folder, poll, until, max_runs, progress):
+    """Run the jobs folder's scheduled jobs when due, one at a time, until stopped (Ctrl-C, SIGTERM)."""
+    from renderer.jobs import ServeOptions, job_files, serve
+
+    try:
+        job_files(folder)
+        with _stop_on_sigterm():
+            click.echo(f"serving {folder} (Ctrl-C to stop)", err=True)
+            runs = serve(folder, ServeOptions(poll=poll, until=until, max_runs=max_runs, progress=progress),
+                         say=lambda line: click.echo(line, err=True))
+    except RendererError as err:
+        raise _fail(err) from err
+    except KeyboardInterrupt:
+        click.echo("\nStopped serving; a run in progress was stopped and keeps its finished chunks.", err=True)
+        return
+    click.echo(f"served {runs} run(s)", err=True)

@@ -98,6 +98,27 @@ def read_json(path: Path, default):
         return default
 
 
+def take_flock(path: Path):
+    """An exclusive flock on `path`, taken without waiting: (the open file, with this pid written
+    in it; close it to let go), or (None, the pid its holder wrote) when another holds it."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    file = open(path, "a+")  # noqa: SIM115 - held open: the lock lasts as long as the file
+    try:
+        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        file.seek(0)
+        holder = file.read().strip() or "?"
+        file.close()
+        return None, holder
+    file.seek(0)
+    file.truncate()
+    file.write(str(os.getpid()))
+    file.flush()
+    return file, str(os.getpid())
+
+
 class RenderLock:
     """One render at a time in an output folder. An flock on OUT/.renderer/lock: the kernel drops it
     when the process dies, so a crashed render never leaves it stuck."""
@@ -107,22 +128,10 @@ class RenderLock:
         self.file = None
 
     def __enter__(self):
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "a+")
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.file.seek(0)
-            holder = self.file.read().strip() or "?"
-            self.file.close()
+        self.file, holder = take_flock(self.path)
+        if self.file is None:
             raise RendererError(f"{self.path.parents[1]}: another render is writing here (pid {holder}); "
-                                "wait for it to finish or choose another --out") from None
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(str(os.getpid()))
-        self.file.flush()
+                                "wait for it to finish or choose another --out")
         for partial in self.path.parents[1].glob(".*.partial"):  # left by a render that was killed
             partial.unlink(missing_ok=True)
         return self
