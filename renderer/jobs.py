@@ -503,55 +503,59 @@ def run_job(job: Job, state: JobState, trigger: str = MANUAL, progress: bool = F
     Raises JobBusy if the job is running elsewhere; KeyboardInterrupt (Ctrl-C, SIGTERM) stops the
     run (recorded `stopped`; finished chunks are kept). `warn` gets each book's reading warnings.
     """
+    with JobLock(state.folder, job.name):
+        return _run_locked(job, state, trigger, progress, warn)
+
+
+def _run_locked(job: Job, state: JobState, trigger: str, progress: bool, warn: Callable[[str], None]) -> JobResult:
+    """run_job, its lock held."""
     from renderer.render import render_books
 
-    with JobLock(state.folder, job.name):
-        run = state.start_run(job.name, trigger, [(b.path, b.out) for b in job.books])
-        states: dict[Path, tuple[str, str | None]] = {b.path: (PENDING, None) for b in job.books}
+    run = state.start_run(job.name, trigger, [(b.path, b.out) for b in job.books])
+    states: dict[Path, tuple[str, str | None]] = {b.path: (PENDING, None) for b in job.books}
 
-        def mark(book: JobBook, new: str, error: str | None = None, report=None) -> None:
-            states[book.path] = (new, _line(error))
-            state.book(run, book.path, new, error, report)
+    def mark(book: JobBook, new: str, error: str | None = None, report=None) -> None:
+        states[book.path] = (new, _line(error))
+        state.book(run, book.path, new, error, report)
 
-        renders: list[tuple[JobBook, BookRender]] = []
-        for book in job.books:
-            try:
-                renders.append((book, _book_render(job, book, progress, warn)))
-            except RendererError as err:
-                mark(book, FAILED, str(err))
-        by_render = {id(render): book for book, render in renders}
-
-        def finished(render: BookRender) -> None:
-            report = render.report
-            if report.failures:
-                mark(by_render[id(render)], FAILED,
-                     f"{len(report.failures)} chunk(s) failed, their chapters not written: {report.failures[0]}", report)
-            else:
-                mark(by_render[id(render)], DONE, None, report)
-
-        for book, _ in renders:
-            mark(book, RENDERING)
-        result = None
+    renders: list[tuple[JobBook, BookRender]] = []
+    for book in job.books:
         try:
-            result = render_books([render for _, render in renders], on_finished=finished)
+            renders.append((book, _book_render(job, book, progress, warn)))
         except RendererError as err:
-            for book, _ in renders:
-                if states[book.path][0] == RENDERING:
-                    mark(book, FAILED, str(err))
-            state.finish_run(run, FAILED, 0, str(err))
-            return JobResult(run, [(b, *states[b.path]) for b in job.books])
-        except KeyboardInterrupt:
-            for book, _ in renders:
-                if states[book.path][0] == RENDERING:
-                    mark(book, STOPPED, "stopped before it was finished; finished chunks are kept")
-            state.finish_run(run, STOPPED)
-            raise
-        for book, render in renders:
-            if render.error is not None:
-                mark(book, FAILED, str(render.error), render.report)
-        outcome = DONE if all(s == DONE for s, _ in states.values()) else FAILED
-        state.finish_run(run, outcome, len(result.engines))
-        return JobResult(run, [(b, *states[b.path]) for b in job.books], result)
+            mark(book, FAILED, str(err))
+    by_render = {id(render): book for book, render in renders}
+
+    def finished(render: BookRender) -> None:
+        report = render.report
+        if report.failures:
+            mark(by_render[id(render)], FAILED,
+                 f"{len(report.failures)} chunk(s) failed, their chapters not written: {report.failures[0]}", report)
+        else:
+            mark(by_render[id(render)], DONE, None, report)
+
+    for book, _ in renders:
+        mark(book, RENDERING)
+    try:
+        result = render_books([render for _, render in renders], on_finished=finished)
+    except RendererError as err:
+        for book, _ in renders:
+            if states[book.path][0] == RENDERING:
+                mark(book, FAILED, str(err))
+        state.finish_run(run, FAILED, 0, str(err))
+        return JobResult(run, [(b, *states[b.path]) for b in job.books])
+    except KeyboardInterrupt:
+        for book, _ in renders:
+            if states[book.path][0] == RENDERING:
+                mark(book, STOPPED, "stopped before it was finished; finished chunks are kept")
+        state.finish_run(run, STOPPED)
+        raise
+    for book, render in renders:
+        if render.error is not None:
+            mark(book, FAILED, str(render.error), render.report)
+    outcome = DONE if all(s == DONE for s, _ in states.values()) else FAILED
+    state.finish_run(run, outcome, len(result.engines))
+    return JobResult(run, [(b, *states[b.path]) for b in job.books], result)
 
 
 def _book_render(job: Job, book: JobBook, progress: bool, warn: Callable[[str], None]) -> BookRender:
@@ -648,8 +652,14 @@ def serve(folder: Path, options: ServeOptions, say: Callable[[str], None]) -> in
                         upcoming.append(summary.next_run)
                     continue
                 try:
-                    say(f"{_clock()} job {job.name}: starting ({trigger})")
-                    result = run_job(job, state, trigger, options.progress)
+                    with JobLock(folder, job.name):
+                        # Again under the lock: another scheduler may have run it since we looked.
+                        last = state.last_run(job.name)
+                        trigger = due(job.schedule, last.started if last else None, state.seen(job.name), time.time())
+                        if trigger is None:
+                            continue
+                        say(f"{_clock()} job {job.name}: starting ({trigger})")
+                        result = _run_locked(job, state, trigger, options.progress, warn=lambda line: None)
                 except JobBusy as err:
                     say(f"{_clock()} {err}: skipped")
                     continue

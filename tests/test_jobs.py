@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -173,6 +174,26 @@ def test_two_schedulers_never_run_one_job_at_once(rendered, library, tiny_models
         assert code == 0, output
     finally:
         (library / "busy.toml").unlink()
+
+
+def test_two_serves_on_one_folder_run_each_slot_once_and_never_together(rendered, library, tiny_models):
+    schedule = "* * * * * */2"
+    job = library / "twice.toml"
+    job.write_text(job_text(tiny_models, inputs='["../books/harbour.md"]', schedule=schedule))
+    command = [sys.executable, "-m", "renderer", "jobs", "--jobs-dir", str(library), "serve", "--poll", "0.2",
+               "--until", "8"]
+    try:
+        serves = [subprocess.Popen(command, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outputs = [serve.communicate(timeout=120)[1] for serve in serves]
+    finally:
+        job.unlink()
+    assert [serve.returncode for serve in serves] == [0, 0], outputs
+    with JobState(library) as state:
+        runs = state.db.execute("SELECT started, finished FROM runs WHERE job = 'twice' ORDER BY id").fetchall()
+    assert len(runs) >= 2, outputs
+    for (started, finished), (next_started, _) in pairwise(runs):
+        assert finished <= next_started  # never two at once
+        assert next_run(schedule, started) <= next_started  # never twice for one slot
 
 
 def test_serve_stops_cleanly_on_sigterm(library):
