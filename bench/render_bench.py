@@ -28,7 +28,7 @@ from renderer.speech.kani import TOKENS_PER_FRAME
 from renderer.speech.voices import resolve_voice
 
 ROOT = Path(__file__).resolve().parents[1]
-COLUMNS = ("date", "gpu", "vllm", "case", "quantize", "sampler", "async", "gpu_memory", "max_seqs", "chunks", "audio_s", "engine_start_s",
+COLUMNS = ("date", "gpu", "vllm", "case", "quantize", "sampler", "async", "replicas", "gpu_memory", "max_seqs", "chunks", "audio_s", "engine_start_s",
            "generate_s", "tokens_per_s", "generate_x_realtime", "decode_s", "decode_x_realtime", "total_s",
            "render_x_realtime", "peak_gpu_gib")
 
@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--sampler", choices=["codes", "vllm"], default=EngineOptions.sampler)
     parser.add_argument("--async", dest="async_", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--case", default="defaults")
+    parser.add_argument("--replicas", type=int, default=1, help="engines side by side on the GPU")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
 
@@ -82,7 +83,7 @@ def main() -> None:
     voice = resolve_voice("en", str(args.models / "kani"), str(args.models / "codec.nemo"))
     book = repeated(read_book(args.book), args.repeat)
     engine = EngineOptions(quantize=args.quantize, max_num_seqs=args.max_seqs, gpu_memory_utilization=args.gpu_memory,
-                           length_margin=1.0, retries=0, keep_runaways=True, sampler=args.sampler,
+                           length_margin=1.0, retries=0, keep_runaways=True, sampler=args.sampler, replicas=args.replicas,
                            async_scheduling=args.async_)
     with tempfile.TemporaryDirectory() as out, PeakMemory() as memory:
         report = render_book(book, RenderOptions(voice=voice, out=Path(out), fmt="flac", engine=engine, progress=False))
@@ -96,7 +97,7 @@ def main() -> None:
         "case": args.case,
         "quantize": "bitsandbytes" if args.quantize else "none",
         "sampler": args.sampler,
-        "async": args.async_,
+        "async": args.async_, "replicas": args.replicas,
         "gpu_memory": args.gpu_memory,
         "max_seqs": args.max_seqs,
         "chunks": report.chunks,

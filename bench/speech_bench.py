@@ -27,7 +27,7 @@ from renderer.speech.engine import EngineOptions, SpeechEngine
 from renderer.speech.kani import TOKENS_PER_SECOND
 
 ROOT = Path(__file__).resolve().parents[1]
-COLUMNS = ("date", "gpu", "vllm", "case", "quantize", "sampler", "async", "max_seqs", "chunks", "tokens",
+COLUMNS = ("date", "gpu", "vllm", "case", "quantize", "sampler", "async", "replicas", "max_seqs", "chunks", "tokens",
            "engine_start_s", "generate_s", "ms_per_step_est", "tokens_per_s", "x_realtime")
 TEXT = "the lamp was lit at dusk and it burned until the morning came over the quiet harbour while ships waited"
 WORDS = TEXT.split()
@@ -96,6 +96,7 @@ def main() -> None:
     parser.add_argument("--profile-steps", type=int, default=0)
     parser.add_argument("--barrier", type=Path, help="a folder: wait, after warm-up, until --parties processes are ready")
     parser.add_argument("--parties", type=int, default=1)
+    parser.add_argument("--replicas", type=int, default=1, help="engines side by side on the GPU")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     if args.profile_steps:
@@ -104,7 +105,7 @@ def main() -> None:
     import vllm
 
     options = EngineOptions(quantize=args.quantize, max_num_seqs=args.max_seqs, gpu_memory_utilization=args.gpu_memory,
-                            length_margin=1.0, retries=0, keep_runaways=True, sampler=args.sampler,
+                            length_margin=1.0, retries=0, keep_runaways=True, sampler=args.sampler, replicas=args.replicas,
                             async_scheduling=args.async_)
     begun = time.perf_counter()
     engine = SpeechEngine(args.model, options)
@@ -112,7 +113,7 @@ def main() -> None:
     chunks = bench_chunks(args.model, args.chunks, args.seconds)
     base = {"date": datetime.date.today().isoformat(), "gpu": device_name(), "vllm": vllm.__version__,
             "quantize": "bitsandbytes" if args.quantize else "none", "sampler": args.sampler,
-            "async": args.async_, "engine_start_s": round(start, 1)}
+            "async": args.async_, "replicas": args.replicas, "engine_start_s": round(start, 1)}
 
     if args.profile_steps:
         print(profile_steps(engine, chunks, warm=30, steps=args.profile_steps))

@@ -40,6 +40,9 @@ class EngineOptions:
     keep_runaways: bool = False  # keep a runaway's audio (cut at max_tokens) instead of failing
     enforce_eager: bool = False  # skip torch.compile and CUDA graphs (faster start, slower steps)
     async_scheduling: bool = True  # GPU: schedule step n+1 while step n runs
+    # vLLM engines side by side on one GPU, each with its share of the memory and of the chunks: a
+    # step's Python work (scheduling, bookkeeping) keeps one engine's GPU mostly idle.
+    replicas: int = 1
     seed: int = 0  # mixed into every chunk's seed
     temperature: float = kani.TEMPERATURE
     top_p: float = kani.TOP_P
@@ -102,7 +105,14 @@ class SpeechEngine:
         self.options = options
         check_model(model)
         self.tokenizer = self._load_tokenizer()
-        self.llm = self._load_llm()
+        self.llms = []
+        try:
+            for _ in range(options.replicas):  # one after another: vLLM sizes its memory from what is free
+                self.llms.append(self._load_llm())
+        except EngineError:
+            self.close()
+            raise
+        self.llm = self.llms[0]
 
     def _source(self) -> str:
         """The model as vLLM and transformers take it: an expanded local path, or the hub id."""
@@ -146,7 +156,7 @@ class SpeechEngine:
             "enable_prefix_caching": False,
         }
         if on_gpu:
-            kwargs["gpu_memory_utilization"] = self.options.gpu_memory_utilization
+            kwargs["gpu_memory_utilization"] = self.options.gpu_memory_utilization / self.options.replicas
             kwargs["async_scheduling"] = self.options.async_scheduling
             if self.options.max_num_seqs > DEFAULT_GRAPH_BATCH:  # steps past the largest graph run eager
                 kwargs["compilation_config"] = {"max_cudagraph_capture_size": self.options.max_num_seqs}
@@ -164,11 +174,13 @@ class SpeechEngine:
             raise EngineError(f"{self.model}: the speech model could not be started: {message}") from err
 
     def close(self) -> None:
-        """Stop the engine and free its memory, so that the next model's engine fits."""
-        core = getattr(self.llm.llm_engine, "engine_core", None)
-        if core is not None and hasattr(core, "shutdown"):
-            core.shutdown()
-        del self.llm
+        """Stop the engines and free their memory, so that the next model's engine fits."""
+        for llm in self.llms:
+            core = getattr(llm.llm_engine, "engine_core", None)
+            if core is not None and hasattr(core, "shutdown"):
+                core.shutdown()
+        self.llms.clear()
+        self.__dict__.pop("llm", None)
         gc.collect()
 
     def prompt(self, chunk: Chunk) -> list[int]:
@@ -199,37 +211,61 @@ class SpeechEngine:
 
         A runaway (max_tokens reached without END_OF_SPEECH) is queued again with another seed, up
         to `retries` times; after that it is yielded with finished=False (its codes cut at the
-        budget, kept only if keep_runaways).
+        budget, kept only if keep_runaways). With several replicas, each renders its share of the
+        chunks (dealt longest first); they are stepped in turn, each engine core running on its own
+        process meanwhile (on the CPU, where they run in this process, simply one after another).
         """
+        ordered = sorted(chunks, key=lambda c: -c.seconds) if len(self.llms) > 1 else list(chunks)
+        streams = [_Stream(self, llm, ordered[k :: len(self.llms)]) for k, llm in enumerate(self.llms)]
+        while any(stream.busy for stream in streams):
+            for stream in streams:
+                if stream.busy:
+                    yield from stream.step()
+
+
+class _Stream:
+    """One engine's requests: queued at once, stepped by the caller, takes returned as they finish."""
+
+    def __init__(self, speech: SpeechEngine, llm, chunks: list[Chunk]):
+        self.speech, self.engine = speech, llm.llm_engine
+        self.pending: dict[str, tuple[Chunk, int, int]] = {}  # request id -> chunk, attempt, step queued
+        self.serial = itertools.count()
+        self.steps = 0
+        for chunk in chunks:
+            self.add(chunk, 0)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.pending)
+
+    def add(self, chunk: Chunk, attempt: int) -> None:
         from vllm.inputs import TokensPrompt
 
-        engine = self.llm.llm_engine
-        pending: dict[str, tuple[Chunk, int, int]] = {}  # request id -> chunk, attempt, step queued
-        serial = itertools.count()
-        step = 0
+        request_id = f"r{next(self.serial)}"  # no "-": vLLM may append "-suffix"
+        self.pending[request_id] = (chunk, attempt, self.steps)
+        prompt = TokensPrompt(prompt_token_ids=self.speech.prompt(chunk))
+        self.engine.add_request(request_id, prompt, self.speech._params(chunk, attempt))
 
-        def add(chunk: Chunk, attempt: int) -> None:
-            request_id = f"r{next(serial)}"  # no "-": vLLM may append "-suffix"
-            pending[request_id] = (chunk, attempt, step)
-            engine.add_request(request_id, TokensPrompt(prompt_token_ids=self.prompt(chunk)), self._params(chunk, attempt))
-
-        for chunk in chunks:
-            add(chunk, 0)
-        while engine.has_unfinished_requests():
-            try:
-                outputs = engine.step()
-                step += 1
-            except Exception as err:
-                raise EngineError(f"{self.model}: the speech engine stopped: {first_line(err)} (out of memory? "
-                                  "lower --max-seqs or --gpu-memory); finished chunks are kept") from err
-            for output in outputs:
-                if not output.finished:
-                    continue
-                chunk, attempt, queued = pending.pop(output.request_id.split("-")[0])
-                answer = output.outputs[0]
-                codes, finished = kani.answer_codes(answer.token_ids)
-                finished = finished or answer.finish_reason == "stop"  # stopped on END_OF_SPEECH
-                if not finished and attempt < self.options.retries:
-                    add(chunk, attempt + 1)
-                    continue
-                yield Take(chunk=chunk, codes=codes, finished=finished, attempts=attempt + 1, steps=(queued, step))
+    def step(self) -> list[Take]:
+        """One engine step; the takes it finished (a runaway with retries left is queued again)."""
+        options = self.speech.options
+        try:
+            outputs = self.engine.step()
+            self.steps += 1
+        except Exception as err:
+            raise EngineError(f"{self.speech.model}: the speech engine stopped: {first_line(err)} (out of memory? "
+                              "lower --max-seqs or --gpu-memory); finished chunks are kept") from err
+        takes = []
+        for output in outputs:
+            if not output.finished:
+                continue
+            chunk, attempt, queued = self.pending.pop(output.request_id.split("-")[0])
+            answer = output.outputs[0]
+            codes, finished = kani.answer_codes(answer.token_ids)
+            finished = finished or answer.finish_reason == "stop"  # stopped on END_OF_SPEECH
+            if not finished and attempt < options.retries:
+                self.add(chunk, attempt + 1)
+                continue
+            takes.append(Take(chunk=chunk, codes=codes, finished=finished, attempts=attempt + 1,
+                              steps=(queued, self.steps)))
+        return takes
