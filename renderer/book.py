@@ -5,6 +5,7 @@ Each stage knows only these and its own library.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,21 @@ class Chapter:
     paragraphs: tuple[Paragraph, ...]
 
 
+COVER_TYPES = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}  # magic bytes: type
+YEAR = re.compile(r"(?<!\d)(\d{4})(?!\d)")  # "2019", "2019-05-01", "May 2019"
+
+
+def picture_type(data: bytes) -> str:
+    """"image/jpeg" or "image/png" for a picture that is one (by its first bytes), else ""."""
+    return next((kind for magic, kind in COVER_TYPES.items() if data.startswith(magic)), "")
+
+
+def year_of(text: str) -> str:
+    """The first four-digit year in a date as books write it; "" if none."""
+    match = YEAR.search(text)
+    return match.group(1) if match else ""
+
+
 @dataclass(frozen=True)
 class Book:
     path: Path
@@ -48,6 +64,9 @@ class Book:
     language: str  # BCP 47 tag as the book declares it ("en", "en-GB"), "" if unknown
     chapters: tuple[Chapter, ...]
     warnings: tuple[str, ...] = ()  # what was skipped while reading, for the summary
+    year: str = ""  # of publication, four digits as the book gives it; "" if unknown
+    cover: bytes | None = field(default=None, repr=False)  # the cover picture, JPEG or PNG
+    cover_type: str = ""  # its MIME type: "image/jpeg" or "image/png"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from renderer.audio.loudness import DEFAULT_LUFS, loudness_target
 from renderer.book import RendererError
 
 EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C
@@ -32,6 +33,7 @@ def main():
 
     \b
     render BOOK [--voice en] [--format wav|flac|mp3|m4b] [--out DIR]
+    render check FILE...
     render voices
     render models tiny DIR
     """
@@ -92,10 +94,16 @@ def _script_options(command):
 @click.option("--chapters", metavar="LIST", help="Render only these chapters, numbered as `render inspect` shows them (3-5,9).")
 @click.option("--lexicon", type=click.Path(path_type=Path), help="Pronunciation lexicon: one 'written = spoken' a line.")
 @click.option("--all-matter", is_flag=True, help="Also read the front and back matter and the notes (cover, contents, index...).")
+@click.option("--loudness", default=f"{DEFAULT_LUFS:g}", show_default=True, metavar="LUFS|off",
+              help="Every chapter's loudness (integrated LUFS, true peaks limited to -3.5 dBTP); off: as assembled.")
+@click.option("--layout", type=click.Choice(["flat", "author-title"]), default="flat", show_default=True,
+              help="author-title: files go into OUT/Author/Title/ (OUT defaults to the book's folder), as "
+                   "audiobook servers file them.")
 @_script_options
 def book_command(path, voice, out, fmt, model, codec, quantize, max_seqs, gpu_memory, retries, keep_runaways, seed, eager, quiet,
-                 chapters, lexicon, all_matter, input_kind, cast_file, directions):
+                 chapters, lexicon, all_matter, loudness, layout, input_kind, cast_file, directions):
     """Render BOOK (.epub or .md) into one audio file per chapter (m4b: one file with chapters)."""
+    from renderer.audio.export import layout_folder
     from renderer.cast import load_cast
     from renderer.inspect import chapter_words, spoken_book, summary_line
     from renderer.render import RenderOptions, render_book
@@ -103,17 +111,20 @@ def book_command(path, voice, out, fmt, model, codec, quantize, max_seqs, gpu_me
     from renderer.speech.voices import resolve_voice
 
     try:
+        target = loudness_target(loudness)
         resolved = resolve_voice(voice, model, codec)
         book = spoken_book(path, all_matter, lexicon, chapters, input_kind)
         cast = load_cast(book, resolved, cast_file, directions, model, codec)
         for warning in book.warnings:
             click.echo(f"warning: {warning}", err=True)
-        out = out or path.with_suffix("")
+        out = layout_folder(out or path.parent, book) if layout == "author-title" else out or path.with_suffix("")
+        voices = [cast.narrator, *cast.voices.values()] if cast else [resolved]
         engine = EngineOptions(quantize=quantize, max_num_seqs=max_seqs, gpu_memory_utilization=gpu_memory,
                                retries=retries, keep_runaways=keep_runaways, seed=seed, enforce_eager=eager)
         with _stop_on_sigterm():
-            report = render_book(book, RenderOptions(voice=resolved, out=out, fmt=fmt, engine=engine, progress=not quiet),
-                                 cast=cast)
+            options = RenderOptions(voice=resolved, out=out, fmt=fmt, engine=engine, progress=not quiet, loudness=target,
+                                    narrator=", ".join(dict.fromkeys(v.name for v in voices)))
+            report = render_book(book, options, cast=cast)
     except RendererError as err:
         raise _fail(err) from err
     except KeyboardInterrupt:
@@ -149,6 +160,26 @@ def status_command(out):
         raise _fail(err) from err
     for line in lines:
         click.echo(line)
+
+
+@main.command("check")
+@click.argument("files", metavar="FILE...", nargs=-1, required=True, type=click.Path(path_type=Path))
+def check_command(files):
+    """Check audio files (a folder: its audio files) against ACX's audiobook standard, one line each:
+    RMS -23 to -18 dB, peak at most -3 dBFS, noise floor at most -60 dB, head 0.5-1 s, tail 1-5 s.
+    Exits non-zero if any file fails or cannot be read."""
+    from renderer.check import check_paths
+
+    checked = failed = 0
+    for result in check_paths(list(files)):
+        checked += 1
+        if isinstance(result, RendererError):
+            click.echo(f"Error: {result}", err=True)
+        else:
+            click.echo(result.line())
+        failed += isinstance(result, RendererError) or not result.passed
+    if failed:
+        raise click.ClickException(f"{failed} of {checked} file(s) fail ACX or cannot be read")
 
 
 @main.command("voices")

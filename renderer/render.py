@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from renderer.audio.assemble import ASSEMBLY_VERSION, assemble_chapter
 from renderer.audio.export import PER_CHAPTER, book_filename, chapter_filename, write_book_m4b, write_chapter
+from renderer.audio.loudness import DEFAULT_LUFS, master, mastering_version
 from renderer.book import Book, Chapter, ChapterAudio, Chunk, RendererError, Take, Voice
 from renderer.codec import DECODE_BATCH_FRAMES, FRAMES_PER_SECOND, SAMPLE_RATE, load_codec
 from renderer.speech.engine import EngineOptions, SpeechEngine, check_model
@@ -52,6 +53,12 @@ class RenderOptions:
     fmt: str = "wav"
     engine: EngineOptions = field(default_factory=EngineOptions)
     progress: bool = True
+    loudness: float | None = DEFAULT_LUFS  # every chapter's integrated loudness, LUFS; None: left as assembled
+    narrator: str = ""  # the files' narrator tag; "": the voice's name
+
+    @property
+    def narrator_tag(self) -> str:
+        return self.narrator or self.voice.name
 
 
 @dataclass
@@ -121,7 +128,7 @@ class _ChapterWriter:
 
     def fingerprint(self, chapters: list[int]) -> str:
         keys = [self.keys[id(c)] for index in chapters for c in self.plan[index]]
-        return file_print(keys, self.options.fmt, ASSEMBLY_VERSION)
+        return file_print(keys, self.options.fmt, mastering_version(ASSEMBLY_VERSION, self.options.loudness))
 
     def up_to_date(self, path: Path, chapters: list[int]) -> bool:
         return path.is_file() and self.prints.get(path.name) == self.fingerprint(chapters)
@@ -151,10 +158,11 @@ class _ChapterWriter:
         return True
 
     def _write(self, chapter: Chapter, takes: list[Take]) -> None:
-        audio = assemble_chapter(chapter, takes, SAMPLE_RATE)
+        audio = master(assemble_chapter(chapter, takes, SAMPLE_RATE), self.options.loudness)
         self.report.audio_seconds += audio.seconds
         if self.options.fmt in PER_CHAPTER:
-            self._record(write_chapter(audio, self.options.out, self.options.fmt, self.book), [chapter.index])
+            path = write_chapter(audio, self.options.out, self.options.fmt, self.book, self.options.narrator_tag)
+            self._record(path, [chapter.index])
         else:
             self.done.append(audio)
         self.bar.update()
@@ -162,7 +170,7 @@ class _ChapterWriter:
     def finish(self) -> None:
         if self.done:
             self.done.sort(key=lambda a: a.chapter.index)
-            path = write_book_m4b(self.book, self.done, self.options.out)
+            path = write_book_m4b(self.book, self.done, self.options.out, self.options.narrator_tag)
             self._record(path, [a.chapter.index for a in self.done])
 
 
@@ -276,6 +284,7 @@ def _write_plan(book: Book, plan: dict[int, list[Chunk]], keys: dict[int, str], 
     chapters = {c.index: c for c in book.chapters}
     write_json(options.out / STORE_DIR / RENDER_PLAN, {
         "book": str(book.path), "title": book.title, "format": options.fmt, "voice": options.voice.name,
+        "loudness": options.loudness,
         "file": book_filename(book) if options.fmt not in PER_CHAPTER else None,
         "chapters": [{"index": i, "title": chapters[i].title, "keys": [keys[id(c)] for c in plan[i]],
                       "file": chapter_filename(chapters[i], options.fmt) if options.fmt in PER_CHAPTER else None}

@@ -120,7 +120,7 @@ def test_mp3_one_file_per_chapter_with_tags(tiny_models, out):
         probe = ffprobe(out / f"{name}.mp3")["format"]
         wav_seconds = soundfile.info(out / f"{name}.wav").duration
         assert abs(float(probe["duration"]) - wav_seconds) < 0.1  # an MP3 frame of padding at most
-        assert probe["tags"]["track"] == str(index) and probe["tags"]["album"] == "The Lighthouse Keeper"
+        assert probe["tags"]["track"] == f"{index}/{len(CHAPTER_FILES)}" and probe["tags"]["album"] == "The Lighthouse Keeper"
 
 
 def test_m4b_one_file_with_a_marker_at_each_chapter(tiny_models, out):

@@ -6,12 +6,14 @@ import numpy as np
 
 from renderer.book import Chapter, ChapterAudio, Take
 
-ASSEMBLY_VERSION = 1  # bump when a change here changes the audio: written files are then remade
+ASSEMBLY_VERSION = 2  # bump when a change here or in loudness.py changes the audio: written files are then remade
 CROSSFADE_SECONDS = 0.04  # between chunks of one paragraph: hides the seam, keeps the words
 PARAGRAPH_PAUSE_SECONDS = 0.6
 TITLE_PAUSE_SECONDS = 1.2  # after the spoken chapter title
-HEAD_SECONDS = 0.5  # silence before the first word
-TAIL_SECONDS = 1.0  # silence after the last word
+# Room tone inside ACX's windows (head 0.5-1 s, tail 1-5 s) with room for lossy encoders' delay and
+# a soft first or last word.
+HEAD_SECONDS = 0.75  # silence before the first word
+TAIL_SECONDS = 2.0  # silence after the last word
 PEAK_CEILING = 0.98  # full scale: louder chapters are scaled down whole, never clipped
 
 

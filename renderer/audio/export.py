@@ -1,5 +1,5 @@
 """Chapter audio into files: WAV/FLAC through soundfile, MP3 through pydub, and M4B (one file for
-the book, AAC, with chapter markers) through pydub and ffmpeg.
+the book, AAC, with chapter markers) through pydub and ffmpeg; then tags and cover art (tags.py).
 
 Every file is written under a temporary name and renamed when whole, so a file with its final
 name is always complete.
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from renderer.audio.tags import book_tags, write_tags
 from renderer.book import Book, Chapter, ChapterAudio, RendererError
 
 FORMATS = ("wav", "flac", "mp3", "m4b")
@@ -21,6 +22,8 @@ PER_CHAPTER = ("wav", "flac", "mp3")  # m4b is one file for the whole book
 PCM_SUBTYPE = "PCM_16"
 MP3_BITRATE = "96k"  # mono speech
 AAC_BITRATE = "64k"  # mono speech, the common audiobook rate
+LAYOUTS = ("flat", "author-title")  # --layout: files in OUT, or in OUT/Author/Title/
+UNKNOWN_AUTHOR = "Unknown Author"  # the folder of a book that names no author
 FILENAME_BAD = re.compile(r'[\\/:*?"<>|\x00-\x1f]+')
 
 
@@ -32,6 +35,12 @@ def safe_name(title: str, limit: int = 80) -> str:
     """A title as a file name on any common file system."""
     name = FILENAME_BAD.sub(" ", title).strip(" .")
     return re.sub(r"\s+", " ", name)[:limit].rstrip(" .") or "Untitled"
+
+
+def layout_folder(root: Path, book: Book) -> Path:
+    """Where --layout author-title puts a book's files: ROOT/Author/Title/, as audiobook servers
+    (Audiobookshelf, Plex) file them."""
+    return root / safe_name(book.author or UNKNOWN_AUTHOR) / safe_name(book.title)
 
 
 def chapter_filename(chapter: Chapter, fmt: str) -> str:
@@ -61,8 +70,12 @@ def _segment(samples: np.ndarray, sample_rate: int):
     return AudioSegment(data=_pcm16(samples), sample_width=2, frame_rate=sample_rate, channels=1)
 
 
-def write_chapter(audio: ChapterAudio, folder: Path, fmt: str, book: Book) -> Path:
-    """Write one chapter file `NN - Title.fmt` into `folder` (wav, flac or mp3). Returns its path."""
+def write_chapter(audio: ChapterAudio, folder: Path, fmt: str, book: Book, narrator: str = "") -> Path:
+    """Write one chapter file `NN - Title.fmt` into `folder` (wav, flac or mp3), tagged with the
+    chapter's title and number, the book's title, author, year and cover, and `narrator`.
+    Returns its path."""
+    from mutagen import MutagenError
+
     path = folder / chapter_filename(audio.chapter, fmt)
     tmp = _atomic_target(path)
     try:
@@ -71,23 +84,23 @@ def write_chapter(audio: ChapterAudio, folder: Path, fmt: str, book: Book) -> Pa
 
             soundfile.write(tmp, audio.samples, audio.sample_rate, subtype=PCM_SUBTYPE, format=fmt.upper())
         elif fmt == "mp3":
-            tags = {"title": audio.chapter.title, "album": book.title, "artist": book.author,
-                    "track": str(audio.chapter.index)}
-            _segment(audio.samples, audio.sample_rate).export(tmp, format="mp3", bitrate=MP3_BITRATE, tags=tags)
+            _segment(audio.samples, audio.sample_rate).export(tmp, format="mp3", bitrate=MP3_BITRATE)
         else:
             raise ExportError(f"{fmt}: not a per-chapter format")
-    except OSError as err:
+        last = max(chapter.index for chapter in book.chapters)  # numbered as in the book
+        write_tags(tmp, fmt, book_tags(book, narrator, audio.chapter.title, audio.chapter.index, last))
+    except (OSError, MutagenError) as err:
         tmp.unlink(missing_ok=True)
-        raise ExportError(f"{path}: could not be written: {err.strerror or err}") from err
+        raise ExportError(f"{path}: could not be written: {getattr(err, 'strerror', None) or err}") from err
     return _finish(tmp, path)
 
 
-def _ffmetadata(book: Book, chapters: list[ChapterAudio]) -> str:
+def _ffmetadata(chapters: list[ChapterAudio]) -> str:
+    """ffmpeg's metadata file with a chapter at each chapter's start, titled; the tags are mutagen's."""
     def esc(text: str) -> str:
         return re.sub(r"([=;#\\\n])", r"\\\1", text)
 
-    lines = [";FFMETADATA1", f"title={esc(book.title)}", f"artist={esc(book.author)}",
-             f"album={esc(book.title)}", "genre=Audiobook"]
+    lines = [";FFMETADATA1"]
     start = 0
     for audio in chapters:
         end = start + round(audio.seconds * 1000)
@@ -96,8 +109,10 @@ def _ffmetadata(book: Book, chapters: list[ChapterAudio]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_book_m4b(book: Book, chapters: list[ChapterAudio], folder: Path) -> Path:
-    """Write the whole book as one AAC `.m4b` with a chapter marker at each chapter's start."""
+def write_book_m4b(book: Book, chapters: list[ChapterAudio], folder: Path, narrator: str = "") -> Path:
+    """Write the whole book as one AAC `.m4b` with a chapter marker at each chapter's start, titled,
+    and the book's title, author, year and cover, and `narrator`, as tags."""
+    from mutagen import MutagenError
     from pydub.utils import get_encoder_name
 
     path = folder / book_filename(book)
@@ -107,7 +122,7 @@ def write_book_m4b(book: Book, chapters: list[ChapterAudio], folder: Path) -> Pa
     with tempfile.TemporaryDirectory(dir=folder) as work:
         aac = Path(work) / "audio.m4a"
         meta = Path(work) / "chapters.txt"
-        meta.write_text(_ffmetadata(book, chapters), encoding="utf-8")
+        meta.write_text(_ffmetadata(chapters), encoding="utf-8")
         try:
             _segment(samples, sample_rate).export(aac, format="ipod", codec="aac", bitrate=AAC_BITRATE)
             subprocess.run(
@@ -116,6 +131,10 @@ def write_book_m4b(book: Book, chapters: list[ChapterAudio], folder: Path) -> Pa
                  "-f", "mp4", str(tmp)],
                 check=True, capture_output=True, text=True,
             )
+            write_tags(tmp, "m4b", book_tags(book, narrator))
+        except MutagenError as err:
+            tmp.unlink(missing_ok=True)
+            raise ExportError(f"{path}: could not be tagged: {err}") from err
         except subprocess.CalledProcessError as err:
             tmp.unlink(missing_ok=True)
             raise ExportError(f"{path}: ffmpeg failed: {err.stderr.strip().splitlines()[-1:]}") from err

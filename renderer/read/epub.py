@@ -26,7 +26,7 @@ import lxml.html
 from ebooklib import epub
 from lxml import etree
 
-from renderer.book import Book, BookError, Chapter, Paragraph
+from renderer.book import Book, BookError, Chapter, Paragraph, picture_type, year_of
 from renderer.read.plain import LINE_BREAK, count_words, source_spaces, tidy_lines
 
 CONTAINER = "META-INF/container.xml"
@@ -154,6 +154,7 @@ def read_epub(path: Path, all_matter: bool = False) -> Book:
         chapters, left_out = _read_text(ebook, reader.opf_dir, spine, entries, all_matter=True)
     if not chapters:
         raise BookError(f"{path}: no readable text in the book's content documents")
+    cover, cover_type = _cover(ebook, warnings)
     return Book(
         path=path,
         title=_first(ebook, "title") or path.stem,
@@ -161,6 +162,9 @@ def read_epub(path: Path, all_matter: bool = False) -> Book:
         language=_first(ebook, "language"),
         chapters=chapters,
         warnings=tuple(warnings + _left_out_warnings(left_out)),
+        year=year_of(_first(ebook, "date")),
+        cover=cover,
+        cover_type=cover_type,
     )
 
 
@@ -717,6 +721,24 @@ def _authors(ebook: epub.EpubBook) -> list[str]:
     return [" ".join(value.split()) for value, attributes in _metadata(ebook, "creator")
             if value and value.strip()
             and attributes.get(f"{{{NS['opf']}}}role", AUTHOR_ROLE) == AUTHOR_ROLE]
+
+
+def _cover(ebook: epub.EpubBook, warnings: list[str]) -> tuple[bytes | None, str]:
+    """The cover picture and its type: the EPUB 3 cover-image item, else the one the EPUB 2
+    `<meta name="cover">` names; (None, "") if there is none, or it is not a JPEG or PNG (warned)."""
+    item = next(ebook.get_items_of_type(ebooklib.ITEM_COVER), None)
+    if item is None:
+        ids = [attributes.get("content") for _, attributes in ebook.get_metadata("OPF", "meta")
+               if attributes.get("name") == "cover"]
+        item = next((found for found in map(ebook.get_item_with_id, ids) if found is not None), None)
+    content = item.get_content() if item is not None else b""
+    if not content:
+        return None, ""
+    kind = picture_type(content)
+    if not kind:
+        warnings.append(f"the cover {item.file_name} is not a JPEG or PNG; the audio files get no cover")
+        return None, ""
+    return content, kind
 
 
 def _first(ebook: epub.EpubBook, name: str) -> str:

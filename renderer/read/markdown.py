@@ -4,10 +4,11 @@ Chapters start at the top heading level that has text right under it, so a `# Bo
 nothing under it but `## Chapter` sections gives the chapters of the H2s. Paragraphs come from
 paragraphs, list items, block quotes and table rows (a row's cells as lines), with inline markup
 stripped to its text; code, images and raw HTML (comments too) are skipped. YAML front matter gives
-the title, author and language.
+the title, author, language, year and cover picture.
 """
 from __future__ import annotations
 
+import datetime
 import itertools
 import re
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import yaml
 from markdown_it import MarkdownIt
 
-from renderer.book import Book, BookError, Chapter, Paragraph
+from renderer.book import Book, BookError, Chapter, Paragraph, picture_type, year_of
 from renderer.read.plain import LINE_BREAK, source_spaces, tidy_lines
 
 # Optional front matter: a first block of YAML between two `---` lines.
@@ -23,6 +24,8 @@ FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", 
 TITLE_KEYS = ("title",)
 AUTHOR_KEYS = ("author", "authors", "creator")
 LANGUAGE_KEYS = ("language", "lang")
+YEAR_KEYS = ("year", "date")  # a date (2019-05-01) gives its year
+COVER_KEYS = ("cover", "cover-image", "cover_image")  # a JPEG or PNG file, relative to the book
 PARAGRAPH = 0  # the level of a block that is not a heading
 SKIPPED_INLINE = frozenset({"image", "html_inline"})  # images' alt text and raw HTML are not read
 PLAIN_TEXT_SUFFIX = ".txt"
@@ -33,8 +36,10 @@ def read_markdown(path: Path, all_matter: bool = False) -> Book:
 
     Title: front matter `title:`, else the first H1, else the file's stem. Author and language
     come from front matter `author:` (or `authors:`, a list read as "A, B") and `language:` (or
-    `lang:`), else "". Markdown marks no front or back matter: `all_matter` changes nothing.
-    Raises BookError for text that is not UTF-8 or has nothing to read.
+    `lang:`), else "". Year: `year:` or `date:`; cover: `cover:`, a JPEG or PNG file beside the
+    book. Markdown marks no front or back matter: `all_matter` changes nothing.
+    Raises BookError for text that is not UTF-8 or has nothing to read, or a cover that is not there
+    or not a picture.
     """
     try:
         source = path.read_bytes().decode("utf-8-sig")
@@ -47,8 +52,27 @@ def read_markdown(path: Path, all_matter: bool = False) -> Book:
     chapters = _chapters(blocks, title)
     if not chapters:
         raise BookError(f"{path}: no readable text (no paragraphs outside code blocks)")
+    cover, cover_type = _cover(path, _field(fields, COVER_KEYS))
     return Book(path=path, title=title, author=_field(fields, AUTHOR_KEYS),
-                language=_field(fields, LANGUAGE_KEYS), chapters=chapters)
+                language=_field(fields, LANGUAGE_KEYS), chapters=chapters,
+                year=year_of(_field(fields, YEAR_KEYS)), cover=cover, cover_type=cover_type)
+
+
+def _cover(path: Path, name: str) -> tuple[bytes | None, str]:
+    """The front matter's cover picture (a path relative to the book) and its type; (None, "") for
+    none. Raises BookError for a cover that cannot be read or is not a JPEG or PNG."""
+    if not name:
+        return None, ""
+    cover = path.parent / name
+    try:
+        data = cover.read_bytes()
+    except OSError as error:
+        raise BookError(f"{path}: front matter cover {name!r}: cannot read {cover} "
+                        f"({error.strerror or error})") from None
+    kind = picture_type(data)
+    if not kind:
+        raise BookError(f"{path}: front matter cover {name!r} is not a JPEG or PNG picture")
+    return data, kind
 
 
 def _front_matter(source: str) -> tuple[dict, str]:
@@ -74,7 +98,7 @@ def _field(fields: dict, keys: tuple[str, ...]) -> str:
         value = fields.get(key)
         values = value if isinstance(value, list) else [value]
         # Only plain values: YAML aliases could make a nested value vast once turned into text.
-        text = ", ".join(" ".join(str(v).split()) for v in values if isinstance(v, str | int | float))
+        text = ", ".join(" ".join(str(v).split()) for v in values if isinstance(v, str | int | float | datetime.date))
         if text:
             return text
     return ""
