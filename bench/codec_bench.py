@@ -20,7 +20,7 @@ from renderer.codec import CODEBOOK_SIZE, FRAMES_PER_SECOND, NUM_CODEBOOKS, load
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = 150  # a twelve-second take
-COLUMNS = ("date", "gpu", "precision", "compiled", "batch", "ms_per_batch", "x_realtime", "peak_gib", "first_call_s",
+COLUMNS = ("date", "gpu", "precision", "how", "batch", "ms_per_batch", "x_realtime", "peak_gib", "first_call_s",
            "snr_vs_fp32_db")
 
 
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--codec", required=True)
     parser.add_argument("--batches", default="16,64")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--cases", default="fp32:eager,bf16:eager,bf16:compiled")
+    parser.add_argument("--cases", default="fp32:eager,bf16:eager,bf16:tuned,bf16:compiled")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     import torch
@@ -40,8 +40,8 @@ def main() -> None:
     reference: dict[int, list[np.ndarray]] = {}
     rows = []
     for case in args.cases.split(","):
-        precision, how = case.split(":")
-        codec = load_codec(args.codec, precision=precision, compile_decoder=how == "compiled")
+        precision, how = case.split(":")  # how: eager, tuned (cuDNN picks conv algorithms), compiled
+        codec = load_codec(args.codec, precision=precision, compile_decoder=how == "compiled", tune_convs=how == "tuned")
         for size in sizes:
             batch = takes[:size]
             torch.cuda.reset_peak_memory_stats()
@@ -62,7 +62,7 @@ def main() -> None:
                 error = sum(float(np.sum((r.astype(np.float64) - a) ** 2)) for r, a in zip(reference[size], audio, strict=True))
                 snr = round(10 * np.log10(signal / max(error, 1e-30)), 1)
             rows.append({"date": datetime.date.today().isoformat(), "gpu": device_name(), "precision": precision,
-                         "compiled": how == "compiled", "batch": size, "ms_per_batch": round(1000 * seconds, 1),
+                         "how": how, "batch": size, "ms_per_batch": round(1000 * seconds, 1),
                          "x_realtime": round(size * FRAMES / FRAMES_PER_SECOND / seconds),
                          "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1), "first_call_s": round(first, 1),
                          "snr_vs_fp32_db": snr})

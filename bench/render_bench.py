@@ -23,7 +23,7 @@ from renderer.book import Book
 from renderer.codec import FRAMES_PER_SECOND
 from renderer.read import read_book
 from renderer.render import RenderOptions, render_book
-from renderer.speech.engine import EngineOptions
+from renderer.speech.engine import GPU_REPLICAS, EngineOptions
 from renderer.speech.kani import TOKENS_PER_FRAME
 from renderer.speech.voices import resolve_voice
 
@@ -74,10 +74,11 @@ def main() -> None:
     parser.add_argument("--sampler", choices=["codes", "vllm"], default=EngineOptions.sampler)
     parser.add_argument("--async", dest="async_", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--case", default="defaults")
-    parser.add_argument("--replicas", type=int, default=1, help="engines side by side on the GPU")
+    parser.add_argument("--replicas", type=int, default=EngineOptions.replicas, help="engines side by side on the GPU (0: auto)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
 
+    import torch
     import vllm
 
     voice = resolve_voice("en", str(args.models / "kani"), str(args.models / "codec.nemo"))
@@ -97,7 +98,7 @@ def main() -> None:
         "case": args.case,
         "quantize": "bitsandbytes" if args.quantize else "none",
         "sampler": args.sampler,
-        "async": args.async_, "replicas": args.replicas,
+        "async": args.async_, "replicas": args.replicas or (GPU_REPLICAS if torch.cuda.is_available() else 1),
         "gpu_memory": args.gpu_memory,
         "max_seqs": args.max_seqs,
         "chunks": report.chunks,

@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--profile-steps", type=int, default=0)
     parser.add_argument("--barrier", type=Path, help="a folder: wait, after warm-up, until --parties processes are ready")
     parser.add_argument("--parties", type=int, default=1)
-    parser.add_argument("--replicas", type=int, default=1, help="engines side by side on the GPU")
+    parser.add_argument("--replicas", type=int, default=EngineOptions.replicas, help="engines side by side on the GPU (0: auto)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     if args.profile_steps:
@@ -113,7 +113,7 @@ def main() -> None:
     chunks = bench_chunks(args.model, args.chunks, args.seconds)
     base = {"date": datetime.date.today().isoformat(), "gpu": device_name(), "vllm": vllm.__version__,
             "quantize": "bitsandbytes" if args.quantize else "none", "sampler": args.sampler,
-            "async": args.async_, "replicas": args.replicas, "engine_start_s": round(start, 1)}
+            "async": args.async_, "replicas": engine.replicas, "engine_start_s": round(start, 1)}
 
     if args.profile_steps:
         print(profile_steps(engine, chunks, warm=30, steps=args.profile_steps))

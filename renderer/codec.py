@@ -31,12 +31,14 @@ class CodecError(RendererError):
     """The codec could not be loaded: one line for the user."""
 
 
-def load_codec(source: str, device: str = "auto", precision: str = "auto", compile_decoder: bool = False):
+def load_codec(source: str, device: str = "auto", precision: str = "auto", compile_decoder: bool = False,
+               tune_convs: bool = True):
     """Load the codec from a local `.nemo` file (restore_from) or a hub id (from_pretrained).
 
     precision: the decoder's weights and activations (see PRECISIONS); compile_decoder: torch.compile the
     decoder (slow to start, faster after). Returns a `Codec`. Raises CodecError with one line when it
-    cannot be loaded.
+    cannot be loaded. tune_convs: on a GPU, let cuDNN time its convolution algorithms for each new
+    shape (batches are padded to PAD_FRAMES steps, so shapes repeat).
     """
     import torch
 
@@ -44,6 +46,8 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", compi
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if precision == "auto":
         precision = "bf16" if device.startswith("cuda") else "fp32"
+    if device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = tune_convs
     local = Path(source).expanduser()
     looks_local = local.exists() or source.startswith((".", "/", "~")) or source.endswith(".nemo")
     if looks_local and not local.is_file():

@@ -22,6 +22,7 @@ from renderer.speech import kani
 
 FRAME_PROCESSOR = "renderer.speech.frames:KaniFrameProcessor"
 CPU_KV_CACHE_GIB = 1  # KV cache on the CPU: about 87,000 tokens of the full-size model
+GPU_REPLICAS = 3  # engines on one GPU by default: 2.0x one engine's whole render on an H100 (bench/README.md)
 DEFAULT_GRAPH_BATCH = 512  # vLLM's largest CUDA-graph batch unless told otherwise
 SEED_BITS = 31  # vLLM takes a signed 32-bit seed
 
@@ -41,8 +42,9 @@ class EngineOptions:
     enforce_eager: bool = False  # skip torch.compile and CUDA graphs (faster start, slower steps)
     async_scheduling: bool = True  # GPU: schedule step n+1 while step n runs
     # vLLM engines side by side on one GPU, each with its share of the memory and of the chunks: a
-    # step's Python work (scheduling, bookkeeping) keeps one engine's GPU mostly idle.
-    replicas: int = 1
+    # step's Python work (scheduling, bookkeeping) keeps one engine's GPU mostly idle. 0: GPU_REPLICAS
+    # on a GPU, 1 on the CPU (where engines run in this process, one after another).
+    replicas: int = 0
     seed: int = 0  # mixed into every chunk's seed
     temperature: float = kani.TEMPERATURE
     top_p: float = kani.TOP_P
@@ -72,6 +74,12 @@ def check_model(model: str) -> None:
     """Raise EngineError now, before anything loads, if a local model folder is not there."""
     if _is_local(model) and not (Path(model).expanduser() / "config.json").is_file():
         raise EngineError(f"{model}: no such model folder (expected a folder with config.json, or a hub id)")
+
+
+def _on_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 @contextmanager
@@ -105,9 +113,10 @@ class SpeechEngine:
         self.options = options
         check_model(model)
         self.tokenizer = self._load_tokenizer()
+        self.replicas = options.replicas or (GPU_REPLICAS if _on_gpu() else 1)
         self.llms = []
         try:
-            for _ in range(options.replicas):  # one after another: vLLM sizes its memory from what is free
+            for _ in range(self.replicas):  # one after another: vLLM sizes its memory from what is free
                 self.llms.append(self._load_llm())
         except EngineError:
             self.close()
@@ -131,9 +140,7 @@ class SpeechEngine:
         os.environ.setdefault("VLLM_USE_V2_MODEL_RUNNER", "0")
         # NeMo registers a vLLM plugin (its speech LM) that drags numba into every engine.
         os.environ.setdefault("VLLM_PLUGINS", "")
-        import torch
-
-        on_gpu = torch.cuda.is_available()
+        on_gpu = _on_gpu()
         if on_gpu:
             # Forked engine workers cannot use CUDA once this process has touched it (NeMo does).
             os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
@@ -156,7 +163,7 @@ class SpeechEngine:
             "enable_prefix_caching": False,
         }
         if on_gpu:
-            kwargs["gpu_memory_utilization"] = self.options.gpu_memory_utilization / self.options.replicas
+            kwargs["gpu_memory_utilization"] = self.options.gpu_memory_utilization / self.replicas
             kwargs["async_scheduling"] = self.options.async_scheduling
             if self.options.max_num_seqs > DEFAULT_GRAPH_BATCH:  # steps past the largest graph run eager
                 kwargs["compilation_config"] = {"max_cudagraph_capture_size": self.options.max_num_seqs}
