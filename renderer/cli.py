@@ -85,6 +85,8 @@ def _script_options(command):
 @click.option("--max-seqs", type=click.IntRange(1), default=256, show_default=True, help="Chunks generated at once.")
 @click.option("--gpu-memory", type=click.FloatRange(0.05, 0.99), default=0.5, show_default=True,
               help="Fraction of GPU memory the engine may take.")
+@click.option("--engines", type=click.IntRange(0), default=0, show_default=True,
+              help="Speech engines side by side on the GPU, sharing --gpu-memory (0: 3 on a GPU, 1 on the CPU).")
 @click.option("--retries", type=click.IntRange(0), default=2, show_default=True,
               help="New seeds tried for a chunk that never ends.")
 @click.option("--keep-runaways", is_flag=True, help="Keep a chunk that never ends (cut at its budget) instead of failing its chapter.")
@@ -100,7 +102,7 @@ def _script_options(command):
               help="author-title: files go into OUT/Author/Title/ (OUT defaults to the book's folder), as "
                    "audiobook servers file them.")
 @_script_options
-def book_command(path, voice, out, fmt, model, codec, quantize, max_seqs, gpu_memory, retries, keep_runaways, seed, eager, quiet,
+def book_command(path, voice, out, fmt, model, codec, quantize, max_seqs, gpu_memory, engines, retries, keep_runaways, seed, eager, quiet,
                  chapters, lexicon, all_matter, loudness, layout, input_kind, cast_file, directions):
     """Render BOOK (.epub or .md) into one audio file per chapter (m4b: one file with chapters)."""
     from renderer.audio.export import layout_folder
@@ -120,7 +122,8 @@ def book_command(path, voice, out, fmt, model, codec, quantize, max_seqs, gpu_me
         out = layout_folder(out or path.parent, book) if layout == "author-title" else out or path.with_suffix("")
         voices = [cast.narrator, *cast.voices.values()] if cast else [resolved]
         engine = EngineOptions(quantize=quantize, max_num_seqs=max_seqs, gpu_memory_utilization=gpu_memory,
-                               retries=retries, keep_runaways=keep_runaways, seed=seed, enforce_eager=eager)
+                               retries=retries, keep_runaways=keep_runaways, seed=seed, enforce_eager=eager,
+                               replicas=engines)
         with _stop_on_sigterm():
             options = RenderOptions(voice=resolved, out=out, fmt=fmt, engine=engine, progress=not quiet, loudness=target,
                                     narrator=", ".join(dict.fromkeys(v.name for v in voices)))
