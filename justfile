@@ -44,12 +44,18 @@ sample: setup
 test: setup
     {{py}} -m pytest -q -p no:cacheprovider
 
-# On the GPU machine (bench/README.md): the GPU test, then the whole-render benchmark
+# On the GPU machine (bench/README.md): the GPU test, then each stage's benchmark and the whole render
 bench:
-    python -m renderer models tiny /tmp/models --size full
+    [ -f /tmp/models/codec.nemo ] || python -m renderer models tiny /tmp/models --size full
     RENDERER_FULL_MODELS=/tmp/models python -m pytest -o addopts="" -m gpu tests/test_gpu.py -q
-    python bench/render_bench.py --models /tmp/models
-    python bench/render_bench.py --models /tmp/models --no-quantize
+    python bench/speech_bench.py --model /tmp/models/kani --case "defaults, and the seed's way" --chunks 1536 --one-at-a-time 4
+    python bench/speech_bench.py --model /tmp/models/kani --case "1 engine" --replicas 1
+    python bench/speech_bench.py --model /tmp/models/kani --case "vLLM's sampler, 1 engine, sync" --sampler vllm --no-async --replicas 1
+    python bench/codec_bench.py --codec /tmp/models/codec.nemo
+    python bench/codec_bench.py --codec /tmp/models/codec.nemo --profile
+    python bench/render_bench.py --models /tmp/models --repeat 30
+    python bench/render_bench.py --models /tmp/models --repeat 30 --replicas 1 --case "1 engine"
+    python bench/render_bench.py --models /tmp/models --repeat 10 --replicas 1 --max-seqs 128 --gpu-memory 0.06 --case "8 GiB card"
 
 clean:
     rm -rf {{venv}} .cache

@@ -24,12 +24,23 @@ COLUMNS = ("date", "gpu", "precision", "how", "batch", "ms_per_batch", "x_realti
            "snr_vs_fp32_db")
 
 
+def profile_decode(codec, batch: list[np.ndarray]) -> str:
+    """The torch-profiler table of one decode (after a warm-up one), by GPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    codec.decode(batch)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiler:
+        codec.decode(batch)
+    return profiler.key_averages().table(sort_by="self_device_time_total", row_limit=20, max_name_column_width=60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--codec", required=True)
     parser.add_argument("--batches", default="16,64")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--cases", default="fp32:eager,bf16:eager,bf16:tuned,bf16:compiled")
+    parser.add_argument("--profile", action="store_true", help="print where one bf16 batch of 16 spends its GPU time")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     import torch
@@ -37,6 +48,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     sizes = [int(b) for b in args.batches.split(",")]
     takes = [rng.integers(0, CODEBOOK_SIZE, (NUM_CODEBOOKS, FRAMES)) for _ in range(max(sizes))]
+    if args.profile:
+        print(profile_decode(load_codec(args.codec, precision="bf16"), takes[:16]))
+        return
     reference: dict[int, list[np.ndarray]] = {}
     rows = []
     for case in args.cases.split(","):

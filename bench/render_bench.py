@@ -13,6 +13,7 @@ import dataclasses
 import datetime
 import json
 import os
+import subprocess
 import tempfile
 import threading
 from pathlib import Path
@@ -41,22 +42,32 @@ def repeated(book: Book, times: int) -> Book:
 
 
 class PeakMemory:
-    """Device-wide GPU memory in use, sampled every 0.2 s (vLLM runs in another process)."""
+    """GPU memory in use, sampled every 0.2 s with nvidia-smi: the peak of the device-wide total and
+    each process's own peak (vLLM's engines run in processes of their own)."""
 
     def __init__(self):
         self.peak = 0.0
+        self.by_process: dict[str, float] = {}
         self.stop = threading.Event()
 
+    def sample(self) -> None:
+        query = ["nvidia-smi", "--query-compute-apps=pid,process_name,used_memory", "--format=csv,noheader,nounits"]
+        while not self.stop.wait(0.2):
+            try:
+                lines = subprocess.run(query, capture_output=True, text=True, check=True).stdout.splitlines()
+            except (OSError, subprocess.CalledProcessError):
+                return
+            total = 0.0
+            for line in lines:
+                pid, name, used = (part.strip() for part in line.split(","))
+                gib = float(used) / 1024
+                total += gib
+                key = f"{pid} {Path(name).name}"
+                self.by_process[key] = max(self.by_process.get(key, 0.0), gib)
+            self.peak = max(self.peak, total)
+
     def __enter__(self):
-        import torch
-
-        def sample():
-            while not self.stop.wait(0.2):
-                free, total = torch.cuda.mem_get_info()
-                self.peak = max(self.peak, (total - free) / 2**30)
-
-        if torch.cuda.is_available():
-            threading.Thread(target=sample, daemon=True).start()
+        threading.Thread(target=self.sample, daemon=True).start()
         return self
 
     def __exit__(self, *exc):
@@ -112,6 +123,7 @@ def main() -> None:
         "total_s": round(s["total"] - s["engine_start"] - s["codec_load"], 1),
         "render_x_realtime": round(speech / (s["total"] - s["engine_start"] - s["codec_load"]), 1),
         "peak_gpu_gib": round(memory.peak, 1),
+        "peak_gib_by_process": {k: round(v, 2) for k, v in memory.by_process.items()},
         "env": {k: v for k, v in os.environ.items() if k.startswith("VLLM_")},
     }
     print(json.dumps(row))
