@@ -10,10 +10,12 @@ Stages: plan per book -> one stream of takes over all books -> decode -> per-boo
 """
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,7 @@ from renderer.text.chunk import chunk_chapter, spoken_language
 if TYPE_CHECKING:
     from renderer.cast import Cast
 
+CHAPTER_WORKERS = 4  # processes mastering and writing chapters at most
 RUNAWAY_TEXT_CHARS = 60  # how much of a failed chunk's text the report quotes
 
 
@@ -110,6 +113,26 @@ def runaway_message(take: Take) -> str:
             f"tries (the model ran on): \"{text}\"")
 
 
+def finish_chapter(chapter: Chapter, takes: list[Take], options: RenderOptions, book: Book
+                   ) -> tuple[Path | None, ChapterAudio]:
+    """Assemble and master one chapter; write it if its format has a file per chapter.
+
+    Runs on the chapter pool's processes (mastering is seconds of CPU per chapter: on the main
+    thread it would hold up the engines' steps and the decoding). Returns (the file written or
+    None, the mastered audio)."""
+    audio = master(assemble_chapter(chapter, takes, SAMPLE_RATE), options.loudness)
+    if options.fmt not in PER_CHAPTER:
+        return None, audio
+    return write_chapter(audio, options.out, options.fmt, book, options.narrator_tag), audio
+
+
+def chapter_pool() -> ProcessPoolExecutor:
+    """Processes for mastering and writing chapters, leaving a core for the engines and the decoder.
+    Spawned, not forked: this process has CUDA and threads running."""
+    workers = max(1, min(CHAPTER_WORKERS, (os.cpu_count() or 2) - 1))
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
 class _ChapterWriter:
     """Collects decoded takes per chapter and writes each chapter once it is whole, recording what
     each file was made from so that a later run can leave an up-to-date file alone."""
@@ -125,6 +148,8 @@ class _ChapterWriter:
         self.prints = read_json(self.prints_path, {})
         self.bar: tqdm | None = None  # made when rendering starts, so no bar shows before a load error
         self.remaining = 0  # takes still to come before the book is finished
+        self.pool: Executor | None = None  # where chapters are mastered and written (set by the run)
+        self.writing: list[tuple[Chapter, Future]] = []  # chapters sent to the pool, in order
 
     def fingerprint(self, chapters: list[int]) -> str:
         keys = [self.keys[id(c)] for index in chapters for c in self.plan[index]]
@@ -147,6 +172,7 @@ class _ChapterWriter:
         self.takes[chapter].append(take)
         if len(self.takes[chapter]) == len(self.plan[chapter]) and chapter not in self.failed:
             self._write(self.chapters[chapter], self.takes.pop(chapter))
+        self._collect(wait=False)
 
     def settle(self) -> bool:
         """Count one take as handled (written, or dropped with its failed chapter); True when it
@@ -158,16 +184,23 @@ class _ChapterWriter:
         return True
 
     def _write(self, chapter: Chapter, takes: list[Take]) -> None:
-        audio = master(assemble_chapter(chapter, takes, SAMPLE_RATE), self.options.loudness)
-        self.report.audio_seconds += audio.seconds
-        if self.options.fmt in PER_CHAPTER:
-            path = write_chapter(audio, self.options.out, self.options.fmt, self.book, self.options.narrator_tag)
-            self._record(path, [chapter.index])
-        else:
-            self.done.append(audio)
-        self.bar.update()
+        """Assemble, master and (per-chapter formats) write the chapter on the chapter pool."""
+        self.writing.append((chapter, self.pool.submit(finish_chapter, chapter, takes, self.options, self.book)))
+
+    def _collect(self, wait: bool) -> None:
+        """Record the chapters the pool has finished (all of them, if wait), in the order they were sent."""
+        while self.writing and (wait or self.writing[0][1].done()):
+            chapter, future = self.writing.pop(0)
+            path, audio = future.result()
+            self.report.audio_seconds += audio.seconds
+            if path is not None:
+                self._record(path, [chapter.index])
+            else:
+                self.done.append(audio)
+            self.bar.update()
 
     def finish(self) -> None:
+        self._collect(wait=True)
         if self.done:
             self.done.sort(key=lambda a: a.chapter.index)
             path = write_book_m4b(self.book, self.done, self.options.out, self.options.narrator_tag)
@@ -379,13 +412,15 @@ def _render_plans(plans: list[_BookPlan], engine_options: EngineOptions, progres
             for name in ("generating", "decoding")}
     writing = tqdm(total=sum(len(plan.writer.plan) for plan in plans), desc="writing", unit="chapter",
                    disable=not progress)
+    pool = chapter_pool()
     for plan in plans:
-        plan.writer.bar = writing
+        plan.writer.bar, plan.writer.pool = writing, pool
     try:
         _run(all_takes(), decode, collect, settle, lambda take: owner[id(take.chunk)], bars, engine_options)
     finally:  # also on an error: the bars end their lines before the error is printed
         for bar in (*bars.values(), writing):
             bar.close()
+        pool.shutdown(cancel_futures=True)
     run.seconds["total"] = time.perf_counter() - started
 
 
