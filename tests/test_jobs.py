@@ -51,7 +51,12 @@ def library(tmp_path_factory, tiny_models) -> Path:
     (root / "books").mkdir()
     for name, text in BOOKS.items():
         (root / "books" / name).write_text(text)
-    shutil.copy(BAD_EPUBS / "ec-ocf-zip-unreadable-no-end-header-fatal.epub", root / "books" / BROKEN)
+    fixture = BAD_EPUBS / "ec-ocf-zip-unreadable-no-end-header-fatal.epub"
+    if fixture.is_file():
+        shutil.copy(fixture, root / "books" / BROKEN)
+    else:  # a checkout without ../shared: the same fault, a sample EPUB cut before its central directory
+        whole = (ROOT / "samples" / "two-chapters.epub").read_bytes()
+        (root / "books" / BROKEN).write_bytes(whole[: len(whole) // 2])
     folder = root / "jobs"
     folder.mkdir()
     (folder / "library.toml").write_text(job_text(tiny_models, inputs=f'["../books/*.md", "../books/{BROKEN}"]'))

@@ -126,13 +126,14 @@ def test_written_files_meet_acx_and_chapters_sound_equally_loud(shelf):
     m4b = shelf / f"{TITLE}.m4b"
     audio = decoded(m4b)
     starts = [round(float(c["start_time"]) * 22050) for c in ffprobe(m4b)["chapters"]] + [len(audio)]
-    loudness = []
+    loudness = {"m4b": [], "mp3": []}  # chapter to chapter within one format: the codecs differ by a few tenths
     for path, (start, end) in zip(sorted(shelf.glob("*.mp3")), itertools.pairwise(starts), strict=True):
-        for samples in (audio[start:end], decoded(path)):  # the chapter in the .m4b, and its MP3
-            loudness.append(loudness_lufs(samples, 22050))
+        for fmt, samples in (("m4b", audio[start:end]), ("mp3", decoded(path))):  # the chapter in the .m4b, and its MP3
+            loudness[fmt].append(loudness_lufs(samples, 22050))
             assert ACX_RMS_DB[0] <= rms_db(samples) <= ACX_RMS_DB[1]
             assert 20 * np.log10(np.abs(samples).max()) <= ACX_PEAK_DBFS
-    assert max(loudness) - min(loudness) <= 1.0, loudness
+    for levels in loudness.values():
+        assert max(levels) - min(levels) <= 1.0, loudness
     assert 20 * np.log10(np.abs(audio).max()) <= CEILING_DBTP + 0.2  # AAC's overshoot, inside ACX's -3
     result = render("check", shelf)
     assert result.exit_code == 0, result.output
