@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--codec", required=True)
     parser.add_argument("--batches", default="16,64")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--cases", default="fp32:eager,bf16:eager,bf16:tuned,bf16:compiled")
+    parser.add_argument("--cases", default="fp32:eager,bf16:eager,bf16:tuned")
     parser.add_argument("--profile", action="store_true", help="print where one bf16 batch of 16 spends its GPU time")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
@@ -54,8 +54,8 @@ def main() -> None:
     reference: dict[int, list[np.ndarray]] = {}
     rows = []
     for case in args.cases.split(","):
-        precision, how = case.split(":")  # how: eager, tuned (cuDNN picks conv algorithms), compiled
-        codec = load_codec(args.codec, precision=precision, compile_decoder=how == "compiled", tune_convs=how == "tuned")
+        precision, how = case.split(":")  # how: eager, or tuned (cuDNN picks conv algorithms)
+        codec = load_codec(args.codec, precision=precision, tune_convs=how == "tuned")
         for size in sizes:
             batch = takes[:size]
             torch.cuda.reset_peak_memory_stats()

@@ -48,7 +48,7 @@ def profile_steps(engine: SpeechEngine, chunks: list[Chunk], warm: int, steps: i
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    core = engine.llm.llm_engine
+    core = engine.llms[0].llm_engine
     original = core.step
     count = {"n": 0}
     sync = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None
@@ -101,6 +101,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.profile_steps:
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the model runs in this process, under the profiler
+        args.replicas = 1  # the profile is of one engine's step
 
     import vllm
 

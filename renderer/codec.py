@@ -23,22 +23,21 @@ SAMPLES_PER_FRAME = math.prod(UPSAMPLE_RATES)  # 1,764 samples a frame
 FRAMES_PER_SECOND = SAMPLE_RATE / SAMPLES_PER_FRAME  # 12.5 frames a second
 DEFAULT_CODEC = "nvidia/nemo-nano-codec-22khz-0.6kbps-12.5fps"
 DECODE_BATCH_FRAMES = 150 * 16  # frames in one decode batch: 16 twelve-second chunks, about 4 GiB at fp32
-PAD_FRAMES = 25  # a batch's length is padded to a multiple of this (2 s): fewer shapes to compile for
-PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 on a GPU, fp32 on the CPU
+PAD_FRAMES = 25  # a batch's length is padded to a multiple of this (2 s): fewer shapes for cuDNN to tune
 
 
 class CodecError(RendererError):
     """The codec could not be loaded: one line for the user."""
 
 
-def load_codec(source: str, device: str = "auto", precision: str = "auto", compile_decoder: bool = False,
-               tune_convs: bool = True):
+def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_convs: bool = True):
     """Load the codec from a local `.nemo` file (restore_from) or a hub id (from_pretrained).
 
-    precision: the decoder's weights and activations (see PRECISIONS); compile_decoder: torch.compile the
-    decoder (slow to start, faster after). Returns a `Codec`. Raises CodecError with one line when it
-    cannot be loaded. tune_convs: on a GPU, let cuDNN time its convolution algorithms for each new
-    shape (batches are padded to PAD_FRAMES steps, so shapes repeat).
+    precision: the decoder's weights and activations, "bf16" or "fp32" ("auto": bf16 on a GPU, fp32
+    on the CPU). tune_convs: on a GPU, let cuDNN time its convolution algorithms for each new shape
+    (batches are padded to PAD_FRAMES steps, so shapes repeat). (torch.compile, of the whole decoder
+    or of its activations, gave nothing: bench/README.md.) Returns a `Codec`. Raises CodecError with
+    one line when it cannot be loaded.
     """
     import torch
 
@@ -67,21 +66,7 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", compi
     model = model.eval()
     if precision == "bf16":
         model = model.to(torch.bfloat16)  # NeMo's decode casts the dequantized codes to the model's dtype
-    if compile_decoder:
-        _compile_activations(model.audio_decoder)
     return Codec(model, device)
-
-
-def _compile_activations(decoder) -> None:
-    """torch.compile the decoder's activations: Snake's several elementwise passes over audio-rate
-    tensors become one kernel. (The decoder as a whole breaks into pieces at NeMo's type checks.)"""
-    import torch
-
-    activations = [m for m in decoder.modules() if type(m).__name__ == "CodecActivation"]
-    # One compiled graph per activation instance; dynamo's default limit (8) would leave the rest eager.
-    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 2 * len(activations))
-    for module in activations:
-        module.forward = torch.compile(module.forward, dynamic=True)
 
 
 class Codec:

@@ -430,6 +430,7 @@ def _run(takes: Iterator[Take], decode, collect, settle, plan_of: Callable[[Take
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
         inflight: list[Future] = []
         batch: list[Take] = []
+        batch_frames = 0
         audio_seconds = 0.0
         for take in takes:
             plan = plan_of(take)
@@ -445,9 +446,10 @@ def _run(takes: Iterator[Take], decode, collect, settle, plan_of: Callable[[Take
                 settle(take)
                 continue
             batch.append(take)
-            if sum(t.codes.shape[1] for t in batch) >= DECODE_BATCH_FRAMES:
+            batch_frames += take.codes.shape[1]
+            if batch_frames >= DECODE_BATCH_FRAMES:
                 inflight.append(pool.submit(decode, batch))
-                batch = []
+                batch, batch_frames = [], 0
             while inflight and inflight[0].done():
                 collect(inflight.pop(0))
         if batch:

@@ -22,7 +22,7 @@ from renderer.speech import kani
 
 FRAME_PROCESSOR = "renderer.speech.frames:KaniFrameProcessor"
 CPU_KV_CACHE_GIB = 1  # KV cache on the CPU: about 87,000 tokens of the full-size model
-GPU_REPLICAS = 3  # engines on one GPU by default: 2.0x one engine's whole render on an H100 (bench/README.md)
+GPU_REPLICAS = 3  # engines on one GPU by default: on an H100, 1.7x one engine's whole render (bench/README.md)
 DEFAULT_GRAPH_BATCH = 512  # vLLM's largest CUDA-graph batch unless told otherwise
 SEED_BITS = 31  # vLLM takes a signed 32-bit seed
 
@@ -121,7 +121,6 @@ class SpeechEngine:
         except EngineError:
             self.close()
             raise
-        self.llm = self.llms[0]
 
     def _source(self) -> str:
         """The model as vLLM and transformers take it: an expanded local path, or the hub id."""
@@ -187,7 +186,6 @@ class SpeechEngine:
             if core is not None and hasattr(core, "shutdown"):
                 core.shutdown()
         self.llms.clear()
-        self.__dict__.pop("llm", None)
         gc.collect()
 
     def prompt(self, chunk: Chunk) -> list[int]:
