@@ -22,6 +22,7 @@ class LMSize:
     heads: int
     kv_heads: int
     ff_dim: int  # LFM2's block_ff_dim, before its auto-adjustment
+    dtype: str = "bfloat16"  # the real model's
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,9 @@ LM_SIZES = {
     # kani-tts-400m: the LFM2-350M body with KaniTTS's 80,538-token vocabulary.
     "full": LMSize(hidden=1024, layers=16, attention_layers=(2, 5, 8, 10, 12, 14), heads=16, kv_heads=8, ff_dim=6656),
     # Head size 32: the smallest vLLM's CPU attention takes.
-    "tiny": LMSize(hidden=128, layers=4, attention_layers=(1, 3), heads=4, kv_heads=2, ff_dim=256),
+    # float32: in bf16 a row's logits shift with the batch around it, enough on some CPUs to flip the
+    # tiny model's near-tied codes, so a take would depend on its batch (seen in CI).
+    "tiny": LMSize(hidden=128, layers=4, attention_layers=(1, 3), heads=4, kv_heads=2, ff_dim=256, dtype="float32"),
 }
 CODEC_SIZES = {
     "full": CodecSize(decoder_channels=864, encoder_channels=24),
@@ -74,9 +77,9 @@ def build_lm(folder: Path, size: LMSize, seed: int = 0) -> Path:
         eos_token_id=kani.END_OF_SPEECH,
         pad_token_id=kani.PAD,
         tie_word_embeddings=True,
-        torch_dtype="bfloat16",
+        torch_dtype=size.dtype,
     )
-    model = Lfm2ForCausalLM(config).to(torch.bfloat16)
+    model = Lfm2ForCausalLM(config).to(getattr(torch, size.dtype))
     model.save_pretrained(folder)
     # vLLM's Lfm2 reads these; transformers' Lfm2Config does not write them.
     path = folder / "config.json"
