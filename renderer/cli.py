@@ -74,6 +74,31 @@ def _script_options(command):
     return command
 
 
+LOCAL_RAY = "local"  # what a bare --ray stands for
+
+
+def _ray_options(command):
+    """--ray [ADDRESS] and --ray-engines, which `render` and `render jobs run` both take."""
+    for option in reversed((
+        click.option("--ray", "ray_address", is_flag=False, flag_value=LOCAL_RAY, default=None, metavar="[ADDRESS]",
+                     help="Render on Ray: the cluster at ADDRESS, or bare, RAY_ADDRESS's or a local Ray started "
+                          "for this run (pip install 'ray[data]')."),
+        click.option("--ray-engines", type=click.IntRange(0), default=0, show_default=True,
+                     help="With --ray: speech actors (0: one per GPU of the cluster, 1 without GPUs)."),
+    )):
+        command = option(command)
+    return command
+
+
+def ray_options(address: str | None, engines: int):
+    """The RayOptions of --ray and --ray-engines; None without --ray."""
+    from renderer.cluster import RayOptions
+
+    if address is None:
+        return None
+    return RayOptions(address=None if address == LOCAL_RAY else address, engines=engines)
+
+
 @main.command("book")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--voice", default="en", show_default=True, help="A language (en) or language:speaker (en:katie).")
@@ -101,9 +126,10 @@ def _script_options(command):
 @click.option("--layout", type=click.Choice(["flat", "author-title"]), default="flat", show_default=True,
               help="author-title: files go into OUT/Author/Title/ (OUT defaults to the book's folder), as "
                    "audiobook servers file them.")
+@_ray_options
 @_script_options
 def book_command(path, voice, out, fmt, model, codec, quantize, max_seqs, gpu_memory, engines, retries, keep_runaways, seed, eager, quiet,
-                 chapters, lexicon, all_matter, loudness, layout, input_kind, cast_file, directions):
+                 chapters, lexicon, all_matter, loudness, layout, ray_address, ray_engines, input_kind, cast_file, directions):
     """Render BOOK (.epub or .md) into one audio file per chapter (m4b: one file with chapters)."""
     from renderer.audio.export import layout_folder
     from renderer.cast import load_cast
@@ -127,7 +153,7 @@ def book_command(path, voice, out, fmt, model, codec, quantize, max_seqs, gpu_me
         with _stop_on_sigterm():
             options = RenderOptions(voice=resolved, out=out, fmt=fmt, engine=engine, progress=not quiet, loudness=target,
                                     narrator=", ".join(dict.fromkeys(v.name for v in voices)))
-            report = render_book(book, options, cast=cast)
+            report = render_book(book, options, cast=cast, cluster=ray_options(ray_address, ray_engines))
     except RendererError as err:
         raise _fail(err) from err
     except KeyboardInterrupt:
@@ -266,8 +292,9 @@ def jobs_group(ctx, jobs_dir):
 @jobs_group.command("run")
 @click.argument("job")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@_ray_options
 @click.pass_obj
-def jobs_run(folder, job, quiet):
+def jobs_run(folder, job, quiet, ray_address, ray_engines):
     """Render every book of JOB (a job file, or a job's name in the jobs folder) that is not done,
     all in one engine run. A job file's own folder is its jobs folder."""
     from renderer.jobs import JobState, find_job, load_job, run_job
@@ -276,7 +303,8 @@ def jobs_run(folder, job, quiet):
         path = find_job(job, folder)
         loaded = load_job(path)
         with JobState(path.parent) as state, _stop_on_sigterm():
-            result = run_job(loaded, state, progress=not quiet, warn=lambda line: click.echo(f"warning: {line}", err=True))
+            result = run_job(loaded, state, progress=not quiet, warn=lambda line: click.echo(f"warning: {line}", err=True),
+                             cluster=ray_options(ray_address, ray_engines))
     except RendererError as err:
         raise _fail(err) from err
     except KeyboardInterrupt:

@@ -23,6 +23,7 @@ from renderer.book import RendererError
 from renderer.speech.engine import EngineOptions
 
 if TYPE_CHECKING:
+    from renderer.cluster import RayOptions
     from renderer.render import BookRender, RunReport
 
 JOBS_DIR = Path("jobs")  # the default jobs folder, in the working directory
@@ -496,19 +497,21 @@ class JobResult:
 
 
 def run_job(job: Job, state: JobState, trigger: str = MANUAL, progress: bool = False,
-            warn: Callable[[str], None] = lambda line: None) -> JobResult:
+            warn: Callable[[str], None] = lambda line: None, cluster: RayOptions | None = None) -> JobResult:
     """Render every book of `job` that is not done, all in one engine run, recording each book's
     state as it goes. A book that cannot be read, planned or written is failed with its line and
     the others go on; an engine that cannot start fails the books still rendering.
 
     Raises JobBusy if the job is running elsewhere; KeyboardInterrupt (Ctrl-C, SIGTERM) stops the
     run (recorded `stopped`; finished chunks are kept). `warn` gets each book's reading warnings.
+    With `cluster`, the books render on Ray.
     """
     with JobLock(state.folder, job.name):
-        return _run_locked(job, state, trigger, progress, warn)
+        return _run_locked(job, state, trigger, progress, warn, cluster)
 
 
-def _run_locked(job: Job, state: JobState, trigger: str, progress: bool, warn: Callable[[str], None]) -> JobResult:
+def _run_locked(job: Job, state: JobState, trigger: str, progress: bool, warn: Callable[[str], None],
+                cluster: RayOptions | None) -> JobResult:
     """run_job, its lock held."""
     from renderer.render import render_books
 
@@ -538,7 +541,7 @@ def _run_locked(job: Job, state: JobState, trigger: str, progress: bool, warn: C
     for book, _ in renders:
         mark(book, RENDERING)
     try:
-        result = render_books([render for _, render in renders], on_finished=finished)
+        result = render_books([render for _, render in renders], on_finished=finished, cluster=cluster)
     except RendererError as err:
         for book, _ in renders:
             if states[book.path][0] == RENDERING:
@@ -660,7 +663,7 @@ def serve(folder: Path, options: ServeOptions, say: Callable[[str], None]) -> in
                         if trigger is None:
                             continue
                         say(f"{_clock()} job {job.name}: starting ({trigger})")
-                        result = _run_locked(job, state, trigger, options.progress, warn=lambda line: None)
+                        result = _run_locked(job, state, trigger, options.progress, lambda line: None, None)
                 except JobBusy as err:
                     say(f"{_clock()} {err}: skipped")
                     continue

@@ -44,6 +44,7 @@ from renderer.text.chunk import chunk_chapter, spoken_language
 
 if TYPE_CHECKING:
     from renderer.cast import Cast
+    from renderer.cluster import RayOptions
 
 CHAPTER_WORKERS = 4  # processes mastering and writing chapters at most
 RUNAWAY_TEXT_CHARS = 60  # how much of a failed chunk's text the report quotes
@@ -260,14 +261,14 @@ def _stored_takes(chunks: list[Chunk], store: TakeStore, keys: dict[int, str], r
     return stored
 
 
-def render_book(book: Book, options: RenderOptions, cast=None) -> RenderReport:
+def render_book(book: Book, options: RenderOptions, cast=None, cluster: RayOptions | None = None) -> RenderReport:
     """Render `book` into `options.out`, every chunk in `options.voice`, or with a `cast` (scripts)
-    each speaker's. Returns what was written and what failed.
+    each speaker's; on Ray with `cluster`. Returns what was written and what failed.
 
     Raises RendererError (one line) when the book has nothing to speak or a model cannot load.
     """
     one = BookRender(book, options, cast)
-    run = render_books([one])
+    run = render_books([one], cluster=cluster)
     if one.error is not None:
         raise one.error
     one.report.engines, one.report.tokens = run.engines, run.tokens
@@ -275,7 +276,8 @@ def render_book(book: Book, options: RenderOptions, cast=None) -> RenderReport:
     return one.report
 
 
-def render_books(renders: list[BookRender], on_finished: Callable[[BookRender], None] | None = None) -> RunReport:
+def render_books(renders: list[BookRender], on_finished: Callable[[BookRender], None] | None = None,
+                 cluster: RayOptions | None = None) -> RunReport:
     """Render several books in one run: one engine per model for all of them, their chunks in the
     same batches; each book into its own `options.out`, with its own store, plan, files and lock.
 
@@ -284,6 +286,7 @@ def render_books(renders: list[BookRender], on_finished: Callable[[BookRender], 
     (in its report). `on_finished(render)` is called as each book's last file is written (or at
     once for a book with nothing left to do), not for a book with an error. Each book's report
     lists its own files and counts; the run's engines, tokens and wall times are the RunReport's.
+    With `cluster`, the takes are generated and decoded on Ray (renderer.cluster), the rest as here.
 
     Raises RendererError (one line) for what stops every book: a model or codec that cannot load,
     an engine that dies, a store that cannot be written. Stored takes and written files are kept.
@@ -308,7 +311,7 @@ def render_books(renders: list[BookRender], on_finished: Callable[[BookRender], 
                 on_finished(plan.render)
         plans = [plan for plan in plans if plan.chunks]
         if plans:
-            _render_plans(plans, engine, progress, run, on_finished)
+            _render_plans(plans, engine, progress, run, on_finished, cluster)
     return run
 
 
@@ -356,34 +359,112 @@ def _plan_book(render: BookRender, chunks: list[Chunk]) -> _BookPlan:
     return _BookPlan(render, store, keys, chunks, stored, missing, writer)
 
 
+class _Routes:
+    """Where each take goes as it arrives, whichever way it was generated and decoded: stored (if
+    new), counted, failed with its chapter (a runaway), then, decoded, to its book's writer."""
+
+    def __init__(self, plans: list[_BookPlan], run: RunReport, options: EngineOptions, progress: bool,
+                 on_finished: Callable[[BookRender], None] | None):
+        self.owner = {id(c): plan for plan in plans for c in plan.chunks}  # which book a take belongs to
+        self.run, self.options, self.on_finished = run, options, on_finished
+        self.bars = {name: tqdm(total=len(self.owner), desc=name, unit="chunk", disable=not progress)
+                     for name in ("generating", "decoding")}
+        self.writing = tqdm(total=sum(len(plan.writer.plan) for plan in plans), desc="writing", unit="chapter",
+                            disable=not progress)
+        self.audio_seconds = 0.0
+
+    def plan(self, take: Take) -> _BookPlan:
+        return self.owner[id(take.chunk)]
+
+    def generated(self, take: Take) -> None:
+        """A take this run generated: stored (unless its engine stored it already) and counted."""
+        plan = self.plan(take)
+        key = plan.keys[id(take.chunk)]
+        if not plan.store.has(key):
+            plan.store.save(take, key)
+        self.run.tokens += take.codes.size + take.finished
+        plan.render.report.steps.append(take.steps)
+
+    def arrived(self, take: Take) -> bool:
+        """A take stored or generated: counted, a runaway kept or its chapter failed; False when it
+        needs no decoding (its chapter failed)."""
+        plan = self.plan(take)
+        self.audio_seconds += take.codes.shape[1] / FRAMES_PER_SECOND
+        self.bars["generating"].update()
+        self.bars["generating"].set_postfix_str(f"{self.audio_seconds:.0f} s of audio", refresh=False)
+        if not take.finished and self.options.keep_runaways:
+            plan.render.report.runaways_kept += 1
+        elif not take.finished:
+            plan.writer.fail(take)
+        if take.chunk.chapter in plan.writer.failed:  # no use decoding it
+            self.bars["decoding"].update()
+            self._settle(take)
+            return False
+        return True
+
+    def decoded(self, takes: list[Take]) -> None:
+        for take in takes:
+            self.plan(take).writer.add(take)
+            self._settle(take)
+        self.bars["decoding"].update(len(takes))
+
+    def _settle(self, take: Take) -> None:
+        plan = self.plan(take)
+        if plan.writer.settle() and self.on_finished is not None:
+            self.on_finished(plan.render)
+
+    def close(self) -> None:
+        for bar in (*self.bars.values(), self.writing):
+            bar.close()
+
+
 def _render_plans(plans: list[_BookPlan], engine_options: EngineOptions, progress: bool, run: RunReport,
-                  on_finished: Callable[[BookRender], None] | None) -> None:
-    """Generate every plan's missing takes (one engine per model, all books together), decode, write."""
-    owner = {id(c): plan for plan in plans for c in plan.chunks}  # which book a take belongs to
+                  on_finished: Callable[[BookRender], None] | None, cluster: RayOptions | None) -> None:
+    """Generate every plan's missing takes (one engine per model, all books together), decode, write:
+    in this process, or on Ray (`cluster`)."""
     missing = [c for plan in plans for c in plan.missing]
     for model in _by_model(missing):
         check_model(model)  # a typo in --model fails now, not after the codec has loaded
+    codec = _one_codec([c for plan in plans for c in plan.chunks])
     started = time.perf_counter()
-    codec = load_codec(_one_codec([c for plan in plans for c in plan.chunks]))
-    run.seconds.update(codec_load=time.perf_counter() - started, engine_start=0.0, generate=0.0, decode=0.0)
+    run.seconds.update(codec_load=0.0, engine_start=0.0, generate=0.0, decode=0.0)
+    routes = _Routes(plans, run, engine_options, progress, on_finished)
+    pool = chapter_pool()
+    for plan in plans:
+        plan.writer.bar, plan.writer.pool = routes.writing, pool
+    try:
+        if cluster is None:
+            _render_here(plans, _by_model(missing), codec, engine_options, run, routes)
+        else:
+            from renderer.cluster import render_on_ray
+
+            render_on_ray(plans, _by_model(missing), codec, engine_options, run, routes, cluster)
+    finally:  # also on an error: the bars end their lines before the error is printed
+        routes.close()
+        pool.shutdown(cancel_futures=True)
+    run.seconds["total"] = time.perf_counter() - started
+
+
+def _render_here(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec_source: str, options: EngineOptions,
+                 run: RunReport, routes: _Routes) -> None:
+    """In this process: stored takes first, then each model's engine in turn with all its chunks of
+    every book; takes decoded in batches on a worker thread while the engine generates."""
+    begun = time.perf_counter()
+    codec = load_codec(codec_source)
+    run.seconds["codec_load"] = time.perf_counter() - begun
 
     def all_takes() -> Iterator[Take]:
-        """Stored takes first, then each new one as an engine finishes it (stored at once).
-        One engine per model, one after another, each with all of its model's chunks of every book."""
         for plan in plans:
             yield from plan.stored.values()
-        for model, group in _by_model(missing).items():
+        for model, group in missing.items():
             begun = time.perf_counter()
-            engine = SpeechEngine(model, engine_options)
+            engine = SpeechEngine(model, options)
             run.engines.append(model)
             run.seconds["engine_start"] += time.perf_counter() - begun
             begun = time.perf_counter()
             try:
                 for take in engine.takes(group):
-                    plan = owner[id(take.chunk)]
-                    plan.store.save(take, plan.keys[id(take.chunk)])
-                    run.tokens += take.codes.size + take.finished
-                    plan.render.report.steps.append(take.steps)
+                    routes.generated(take)
                     yield take
             finally:
                 engine.close()
@@ -396,54 +477,12 @@ def _render_plans(plans: list[_BookPlan], engine_options: EngineOptions, progres
         run.seconds["decode"] += time.perf_counter() - begun
         return batch
 
-    def settle(take: Take) -> None:
-        plan = owner[id(take.chunk)]
-        if plan.writer.settle() and on_finished is not None:
-            on_finished(plan.render)
-
-    def collect(future: Future) -> None:
-        done = future.result()
-        for take in done:
-            owner[id(take.chunk)].writer.add(take)
-            settle(take)
-        bars["decoding"].update(len(done))
-
-    bars = {name: tqdm(total=len(owner), desc=name, unit="chunk", disable=not progress)
-            for name in ("generating", "decoding")}
-    writing = tqdm(total=sum(len(plan.writer.plan) for plan in plans), desc="writing", unit="chapter",
-                   disable=not progress)
-    pool = chapter_pool()
-    for plan in plans:
-        plan.writer.bar, plan.writer.pool = writing, pool
-    try:
-        _run(all_takes(), decode, collect, settle, lambda take: owner[id(take.chunk)], bars, engine_options)
-    finally:  # also on an error: the bars end their lines before the error is printed
-        for bar in (*bars.values(), writing):
-            bar.close()
-        pool.shutdown(cancel_futures=True)
-    run.seconds["total"] = time.perf_counter() - started
-
-
-def _run(takes: Iterator[Take], decode, collect, settle, plan_of: Callable[[Take], _BookPlan], bars: dict,
-         options: EngineOptions) -> None:
-    """Route each take as it comes: kept or failed, then decoded in batches on a worker thread."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
         inflight: list[Future] = []
         batch: list[Take] = []
         batch_frames = 0
-        audio_seconds = 0.0
-        for take in takes:
-            plan = plan_of(take)
-            audio_seconds += take.codes.shape[1] / FRAMES_PER_SECOND
-            bars["generating"].update()
-            bars["generating"].set_postfix_str(f"{audio_seconds:.0f} s of audio", refresh=False)
-            if not take.finished and options.keep_runaways:
-                plan.render.report.runaways_kept += 1
-            elif not take.finished:
-                plan.writer.fail(take)
-            if take.chunk.chapter in plan.writer.failed:  # no use decoding it
-                bars["decoding"].update()
-                settle(take)
+        for take in all_takes():
+            if not routes.arrived(take):
                 continue
             batch.append(take)
             batch_frames += take.codes.shape[1]
@@ -451,8 +490,8 @@ def _run(takes: Iterator[Take], decode, collect, settle, plan_of: Callable[[Take
                 inflight.append(pool.submit(decode, batch))
                 batch, batch_frames = [], 0
             while inflight and inflight[0].done():
-                collect(inflight.pop(0))
+                routes.decoded(inflight.pop(0).result())
         if batch:
             inflight.append(pool.submit(decode, batch))
         for future in inflight:
-            collect(future)
+            routes.decoded(future.result())

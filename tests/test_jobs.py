@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import soundfile
 from click.testing import CliRunner
-from conftest import BAD_EPUBS, ROOT
+from conftest import BAD_EPUBS, ROOT, write_books
 
 from renderer.cli import main
 from renderer.jobs import MISSED, SCHEDULED, JobLock, JobState, due, load_job, next_run, run_job
@@ -48,9 +48,7 @@ def job_text(tiny_models, *, inputs: str, schedule: str | None = None, extra: st
 def library(tmp_path_factory, tiny_models) -> Path:
     """A jobs folder with job `library`: the two books and the broken one, beside ../books."""
     root = tmp_path_factory.mktemp("library")
-    (root / "books").mkdir()
-    for name, text in BOOKS.items():
-        (root / "books" / name).write_text(text)
+    write_books(root, BOOKS)
     fixture = BAD_EPUBS / "ec-ocf-zip-unreadable-no-end-header-fatal.epub"
     if fixture.is_file():
         shutil.copy(fixture, root / "books" / BROKEN)

@@ -9,10 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile
 from click.testing import CliRunner
+from conftest import assert_same_files, stored
 
 from renderer.cli import main
 from renderer.store import STORE_DIR, RenderLock
@@ -48,11 +47,6 @@ def command(book: Path, out: Path, tiny_models) -> list[str]:
             str(out), "--keep-runaways", "--retries", "0", "--max-seqs", "1", "--quiet"]
 
 
-def stored(out: Path) -> dict[str, int]:
-    """Stored takes: file name -> modification time in ns (a regenerated take gets a new one)."""
-    return {p.name: p.stat().st_mtime_ns for p in (out / STORE_DIR / "takes").glob("*/*.npz")}
-
-
 def run_until(book, out, tiny_models, takes: int, sig: int) -> subprocess.CompletedProcess:
     """Start a render, send `sig` once `takes` chunks are stored, and wait for it to end."""
     process = subprocess.Popen(command(book, out, tiny_models), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -78,19 +72,6 @@ def reference(book, tiny_models, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("reference")
     finish(book, out, tiny_models)
     return out
-
-
-def assert_same_files(out: Path, reference: Path) -> None:
-    names = sorted(p.name for p in reference.glob("*.wav"))
-    assert names and sorted(p.name for p in out.glob("*.wav")) == names
-    assert sorted(stored(out)) == sorted(stored(reference))  # the same takes, by their keys
-    for name in names:
-        ours, rate = soundfile.read(out / name, dtype="int16")
-        theirs, _ = soundfile.read(reference / name, dtype="int16")
-        assert rate == 22050 and ours.shape == theirs.shape
-        # Same codes; decode batches may differ, which moves a sample by a rounding step at most.
-        np.testing.assert_allclose(ours, theirs, atol=2, rtol=0)
-    assert not list(out.glob(".*.partial"))
 
 
 @pytest.mark.parametrize("kill_after", [1, pytest.param(4, marks=pytest.mark.slow)])

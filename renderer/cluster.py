@@ -1,0 +1,298 @@
+"""Rendering on Ray: the takes of a run generated and decoded by actors across a cluster's GPUs.
+
+The plain path (renderer.render) runs one engine per model in this process. With `--ray`, the same
+plans become Ray Data pipelines, one per model:
+
+    chunks (pickled, with their store key) -> speech actors (one SpeechEngine each: one per GPU)
+        -> codec actors (decode) -> this process: stored if new, then each book's chapter writer
+
+Each speech actor queues its whole batch at once and yields takes as its engine finishes them, so
+decoding and chapter writing start while the rest generate. A take is saved to the book's take
+store by the actor that made it (when OUT is on storage the actor's node sees) and again by this
+process if it is missing: a run that loses a node resumes without redoing finished chunks, and an
+actor that Ray restarts on a batch skips what the store already holds. Each chunk's seed comes from
+its text and voice, so the takes are the ones the plain path makes.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import pickle
+import re
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from renderer.book import Chunk, RendererError, Take, first_line
+from renderer.speech.engine import EngineOptions
+from renderer.store import TakeStore
+
+if TYPE_CHECKING:
+    from renderer.render import RunReport, _BookPlan, _Routes
+
+SPEECH_GPU_SHARE = 0.75  # of a GPU per speech actor: two never share a GPU, and a codec actor fits beside one
+CODEC_GPU_SHARE = 0.25
+SPEECH_BATCH = 4096  # chunks a speech actor queues at once at most (a lost actor redoes at most these)
+DECODE_BATCH = 32  # takes a codec actor decodes at once
+FLUSH_TAKES = 16  # a speech actor hands on its finished takes in groups of this many...
+FLUSH_SECONDS = 0.5  # ...or after this long, whichever comes first
+CONNECT_SECONDS = 5  # for a cluster's address to answer
+FORWARDED_ENV = ("HF_", "VLLM_", "RENDERER_")  # environment the actors get from this process (not CUDA_*: Ray sets that)
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide to render on Ray."""
+
+    address: str | None = None  # a cluster's address; None: RAY_ADDRESS, else a local Ray started here
+    engines: int = 0  # speech actors; 0: one per GPU of the cluster, 1 without GPUs
+    decoders: int = 0  # codec actors; 0: as many as speech actors
+
+
+def _import_ray():
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "CRITICAL")  # no plans, progress or tracebacks: errors come here
+    # Ray's C++ core warns on stderr of each actor it could restart; at "fatal" it says so once instead.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    try:
+        import ray
+    except ImportError as err:
+        raise RendererError("--ray needs Ray: pip install 'ray[data]'") from err
+    return ray
+
+
+def _connect(ray, address: str | None) -> bool:
+    """Join the cluster at `address` (or RAY_ADDRESS's, or start a local one) unless this process
+    is in one already. True if this call started Ray, which is then this run's to shut down."""
+    started = not ray.is_initialized()
+    if started:
+        _check_reachable(address or os.environ.get("RAY_ADDRESS"))
+        env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                     runtime_env={"env_vars": env})
+        except Exception as err:  # Ray raises ConnectionError, RuntimeError, ValueError...
+            where = address or os.environ.get("RAY_ADDRESS") or "a new local instance"
+            raise RendererError(f"Ray at {where}: cannot connect: {first_line(err)}") from err
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the render's own bars show progress
+    context.target_max_block_size = 1  # every yielded group of takes is its own block: moves on at once
+    return started
+
+
+def _check_reachable(address: str | None) -> None:
+    """Raise RendererError now if nothing answers at a host:port address (Ray itself retries for
+    minutes before it gives up)."""
+    if not address or address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise RendererError(f"Ray at {address}: not an address (HOST:PORT, or ray://HOST:PORT)")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as err:
+        raise RendererError(f"Ray at {address}: cannot connect: nothing answers there ({err.strerror or err}); "
+                            "is `ray start --head` running?") from err
+
+
+def _rows_of(takes: list[tuple[int, Take]], fresh: bool, engine_seconds: float = 0.0) -> dict[str, np.ndarray]:
+    """A batch of takes as Ray Data columns (codes as int16 bytes, 4 x frames)."""
+    return {
+        "id": np.array([i for i, _ in takes], dtype=np.int64),
+        "codes": np.array([t.codes.astype(np.int16).tobytes() for _, t in takes], dtype=object),
+        "frames": np.array([t.codes.shape[1] for _, t in takes], dtype=np.int64),
+        "finished": np.array([t.finished for _, t in takes], dtype=bool),
+        "attempts": np.array([t.attempts for _, t in takes], dtype=np.int64),
+        "queued": np.array([t.steps[0] for _, t in takes], dtype=np.int64),
+        "done": np.array([t.steps[1] for _, t in takes], dtype=np.int64),
+        "fresh": np.full(len(takes), fresh, dtype=bool),
+        "engine_seconds": np.array([engine_seconds] + [0.0] * (len(takes) - 1), dtype=np.float64)[: len(takes)],
+    }
+
+
+def _codes(row_codes: bytes, frames: int) -> np.ndarray:
+    return np.frombuffer(row_codes, dtype=np.int16).reshape(4, frames).astype(np.int64)
+
+
+class SpeechActor:
+    """One speech engine (on one GPU, or the CPU). Called with a batch of chunks: yields groups of
+    takes as they finish, each saved to its book's take store first."""
+
+    def __init__(self, model: str, options: EngineOptions):
+        from renderer.speech.engine import SpeechEngine
+
+        begun = time.perf_counter()
+        self.engine, self.error = None, None
+        try:
+            self.engine = SpeechEngine(model, options)
+        except RendererError as err:  # raised with the first batch: an actor dying as it starts is retried forever
+            self.error = err
+        self.start_seconds = time.perf_counter() - begun  # reported once, with the first takes
+        self.retries = options.retries
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        if self.error is not None:
+            raise self.error
+        chunks: list[Chunk] = [pickle.loads(b) for b in batch["chunk"]]
+        where = {id(c): (int(i), key, TakeStore(Path(out))) for c, i, key, out
+                 in zip(chunks, batch["id"], batch["key"], batch["out"], strict=True)}
+        todo, stored = [], []
+        for chunk in chunks:  # a batch Ray gives again (its actor was lost) finds its takes stored
+            i, key, store = where[id(chunk)]
+            take = store.load(chunk, key)
+            if take is not None and (take.finished or take.attempts > self.retries):
+                stored.append((i, take))
+            else:
+                todo.append(chunk)
+        if stored:
+            yield self._hand_on(stored, fresh=False)
+        group, last = [], time.monotonic()
+        for take in self.engine.takes(todo):
+            i, key, store = where[id(take.chunk)]
+            store.save(take, key)
+            group.append((i, take))
+            if len(group) >= FLUSH_TAKES or time.monotonic() - last >= FLUSH_SECONDS:
+                yield self._hand_on(group, fresh=True)
+                group, last = [], time.monotonic()
+        if group:
+            yield self._hand_on(group, fresh=True)
+
+    def _hand_on(self, takes: list[tuple[int, Take]], fresh: bool) -> dict[str, np.ndarray]:
+        rows = _rows_of(takes, fresh, self.start_seconds)
+        self.start_seconds = 0.0
+        return rows
+
+
+class CodecActor:
+    """The nano codec (on a share of a GPU, or the CPU): decodes each batch of takes to float32 audio."""
+
+    def __init__(self, codec: str, keep_runaways: bool):
+        from renderer.codec import load_codec
+
+        self.codec, self.error = None, None
+        try:
+            self.codec = load_codec(codec)
+        except RendererError as err:  # raised with the first batch, as SpeechActor's
+            self.error = err
+        self.keep_runaways = keep_runaways
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.error is not None:
+            raise self.error
+        begun = time.perf_counter()
+        wanted = [k for k, finished in enumerate(batch["finished"]) if finished or self.keep_runaways]
+        audio = [b""] * len(batch["id"])  # a runaway that will not be kept: its chapter fails, nothing to decode
+        decoded = self.codec.decode([_codes(batch["codes"][k], int(batch["frames"][k])) for k in wanted])
+        for k, samples in zip(wanted, decoded, strict=True):
+            audio[k] = np.asarray(samples, dtype=np.float32).tobytes()
+        batch["audio"] = np.array(audio, dtype=object)
+        batch["decode_seconds"] = np.zeros(len(audio))
+        if len(audio):
+            batch["decode_seconds"][0] = time.perf_counter() - begun
+        return batch
+
+
+def _take(chunk: Chunk, row: dict) -> Take:
+    audio = np.frombuffer(row["audio"], dtype=np.float32) if row["audio"] else None
+    return Take(chunk=chunk, codes=_codes(row["codes"], int(row["frames"])), finished=bool(row["finished"]),
+                attempts=int(row["attempts"]), audio=audio, steps=(int(row["queued"]), int(row["done"])))
+
+
+def _input_rows(chunks: list[Chunk], plans: dict[int, _BookPlan]) -> list[dict]:
+    return [{"id": i, "chunk": pickle.dumps(c), "key": plans[id(c)].keys[id(c)],
+             "out": str(plans[id(c)].render.options.out.resolve())} for i, c in enumerate(chunks)]
+
+
+def _stored_rows(takes: list[Take]) -> list[dict]:
+    """Takes already stored, as rows the codec stage takes like the speech stage's."""
+    columns = _rows_of(list(enumerate(takes)), fresh=False)
+    return [{name: values[k] for name, values in columns.items()} for k in range(len(takes))]
+
+
+def render_on_ray(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec: str, options: EngineOptions,
+                  run: RunReport, routes: _Routes, cluster: RayOptions) -> None:
+    """Generate and decode every plan's takes on Ray, routing each to its book as it arrives."""
+    ray = _import_ray()
+    begun = time.perf_counter()
+    started_here = _connect(ray, cluster.address)
+    try:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        engines = cluster.engines or max(1, int(gpus))
+        decoders = cluster.decoders or engines
+        speech_res = {"num_gpus": SPEECH_GPU_SHARE} if gpus else {"num_cpus": 1}
+        codec_res = {"num_gpus": CODEC_GPU_SHARE} if gpus else {"num_cpus": 1}
+        run.seconds["ray_start"] = time.perf_counter() - begun
+        owner = {id(c): plan for plan in plans for c in plan.chunks}
+
+        def decode(dataset):
+            return dataset.map_batches(CodecActor, fn_constructor_kwargs={"codec": codec,
+                                       "keep_runaways": options.keep_runaways}, batch_size=DECODE_BATCH,
+                                       compute=ray.data.ActorPoolStrategy(size=decoders), **codec_res)
+
+        stored = [t for plan in plans for t in plan.stored.values()]
+        if stored:
+            _drain(decode(ray.data.from_items(_stored_rows(stored))), stored, run, routes)
+        for model, chunks in missing.items():
+            generating = time.perf_counter()
+            rows = ray.data.from_items(_input_rows(chunks, owner))
+            batch = min(SPEECH_BATCH, math.ceil(len(chunks) / engines))
+            speech = rows.map_batches(SpeechActor, fn_constructor_kwargs={"model": model, "options": options},
+                                      batch_size=batch, compute=ray.data.ActorPoolStrategy(size=engines), **speech_res)
+            _drain(decode(speech), chunks, run, routes, model)
+            run.seconds["generate"] += time.perf_counter() - generating
+    except Exception as err:
+        if isinstance(err, RendererError) and not isinstance(err, ray.exceptions.RayError):
+            raise  # this process's own
+        raise _one_line(err) from err  # what an actor raised, wrapped by Ray
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _drain(dataset, chunks: list, run: RunReport, routes: _Routes, model: str | None = None) -> None:
+    """Take each decoded row as it comes: stored (if new) and counted, then on to its book's writer.
+    `chunks`: what the rows' ids index (Chunks, or the stored Takes).
+
+    A task Ray runs again (its actor lost) may hand on takes already handed on: each counts once.
+    Raises RendererError if some never came back (they are stored if made: a new run resumes)."""
+    arrived: set[int] = set()
+    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        for k in range(len(batch["id"])):
+            row = {name: values[k] for name, values in batch.items()}
+            run.seconds["engine_start"] += float(row["engine_seconds"])
+            run.seconds["decode"] += float(row["decode_seconds"])
+            if row["engine_seconds"] > 0 and model is not None:
+                run.engines.append(model)
+            if int(row["id"]) in arrived:
+                continue
+            arrived.add(int(row["id"]))
+            source = chunks[int(row["id"])]
+            take = _take(source.chunk if isinstance(source, Take) else source, row)
+            if row["fresh"]:
+                routes.generated(take)
+            if routes.arrived(take):
+                routes.decoded([take])
+    if len(arrived) < len(chunks):
+        raise RendererError(f"Ray: {len(chunks) - len(arrived)} of {len(chunks)} chunks never came back from the "
+                            "cluster; the takes made are stored: run again to resume")
+
+
+def _one_line(err: BaseException) -> RendererError:
+    """What an actor raised, as the one line it would have been in this process: the RendererError
+    at the bottom of Ray's wrapping (its `cause`s), else the last one named in Ray's text of it."""
+    seen: BaseException | None = err
+    while seen is not None:
+        cause = getattr(seen, "cause", None)
+        if isinstance(cause, BaseException) and cause is not seen:
+            seen = cause
+        elif isinstance(seen, RendererError):
+            return RendererError(first_line(seen))
+        else:
+            seen = seen.__cause__
+    named = re.findall(r"^renderer\.[\w.]*Error: (.+)$", str(err), flags=re.MULTILINE)
+    return RendererError(named[-1] if named else f"Ray: the render failed: {first_line(err)}")
