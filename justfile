@@ -47,7 +47,7 @@ test: setup
 # On the GPU machine (bench/README.md): the GPU test, then each stage's benchmark and the whole render
 bench:
     [ -f /tmp/models/codec.nemo ] || python -m renderer models tiny /tmp/models --size full
-    RENDERER_FULL_MODELS=/tmp/models python -m pytest -o addopts="" -m gpu tests/test_gpu.py -q
+    RENDERER_FULL_MODELS=/tmp/models RENDERER_GPU_LOG=${OUT:-/tmp}/gpu-test.log python -m pytest -o addopts="" -m gpu tests/test_gpu.py -q
     python bench/speech_bench.py --model /tmp/models/kani --case "defaults, and the seed's way" --chunks 1536 --one-at-a-time 4
     python bench/speech_bench.py --model /tmp/models/kani --case "1 engine" --replicas 1
     python bench/speech_bench.py --model /tmp/models/kani --case "vLLM's sampler, 1 engine, sync" --sampler vllm --no-async --replicas 1
@@ -55,6 +55,7 @@ bench:
     python bench/codec_bench.py --codec /tmp/models/codec.nemo --profile
     python bench/render_bench.py --models /tmp/models --repeat 30
     python bench/render_bench.py --models /tmp/models --repeat 30 --replicas 1 --case "1 engine"
+    python bench/render_bench.py --models /tmp/models --repeat 30 --ray --case "on a local Ray, 1 GPU"
     python bench/render_bench.py --models /tmp/models --repeat 10 --replicas 1 --max-seqs 128 --gpu-memory 0.06 --case "8 GiB card"
 
 clean:

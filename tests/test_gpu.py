@@ -1,6 +1,7 @@
 """The same render path on a GPU: vLLM (CUDA build) with bitsandbytes 4-bit, on random-weight models
 of kani-tts-400m's and the nano codec's real size. Run on the device machine (bench/README.md)."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,10 @@ def test_full_size_render_with_bitsandbytes(full_models, tmp_path):
          "--format", "flac", "--keep-runaways", "--retries", "0", "--quiet"],
         capture_output=True, text=True, check=False, env={**os.environ, "VLLM_LOGGING_LEVEL": "INFO"},
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    if os.environ.get("RENDERER_GPU_LOG"):  # the whole log, for a failure that its tail does not explain
+        Path(os.environ["RENDERER_GPU_LOG"]).write_text(result.stdout + result.stderr)
+    errors = [line for line in result.stderr.splitlines() if re.search(r"Error|Traceback|Killed|exit|signal", line)]
+    assert result.returncode == 0, "\n".join([f"exit {result.returncode}", *errors[-40:], "...", result.stderr[-2000:]])
     assert "'quantization': 'bitsandbytes'" in result.stdout + result.stderr  # vLLM logs its non-default arguments
     files = sorted(out.glob("*.flac"))
     assert [f.name[:5] for f in files] == ["01 - ", "02 - "]

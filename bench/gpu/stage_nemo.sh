@@ -23,6 +23,10 @@ grep -v '^#' "$here/requirements.txt" | sed 's/ *#.*//' | while read -r req; do
 done
 rm -rf "$dest"/n*
 n=0; size=0; max=56000000
+# A wheel larger than a part (Ray's, 79 MB) travels in pieces, put together again on the device.
+for w in "$wheels"/*.whl; do
+  if [ "$(stat -c %s "$w")" -gt $max ]; then split -b $max -d -a 2 "$w" "$w.part"; rm "$w"; fi
+done
 mkdir -p "$dest/n0"
 for w in $(ls -S "$wheels"); do
   s=$(stat -c %s "$wheels/$w")
@@ -36,11 +40,15 @@ for d in "$dest"/n*; do
   cat > "$d/recv.sh" <<RECV
 #!/usr/bin/env bash
 set -euo pipefail
-mkdir -p /tmp/nemo-wheels && cp "\$(dirname "\$0")"/*.whl /tmp/nemo-wheels/
+mkdir -p /tmp/nemo-wheels && cp "\$(dirname "\$0")"/*.whl* /tmp/nemo-wheels/
 touch "/tmp/nemo-wheels/.got-\$(basename "\$(dirname "\$0")")"
 have=\$(ls -a /tmp/nemo-wheels | grep -c '^\.got-')
 if [ "\$have" -lt $total ]; then echo "nemo part parked (\$have of $total)"; exit 0; fi
 if [ ! -f /tmp/nemo-site/.complete ]; then
+  for p in /tmp/nemo-wheels/*.whl.part00; do
+    [ -e "\$p" ] || continue
+    w="\${p%.part00}"; cat "\$w".part* > "\$w"; rm "\$w".part*
+  done
   first=\$(ls /tmp/nemo-wheels/*.whl | grep -E "/($first)-" || true)
   [ -z "\$first" ] || python3 -m pip install -q --no-deps --no-index --target /tmp/nemo-first \$first
   python3 -m pip install -q --no-deps --no-index --target /tmp/nemo-site \$(ls /tmp/nemo-wheels/*.whl | grep -vE "/($first)-")
