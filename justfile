@@ -58,5 +58,10 @@ bench:
     python bench/render_bench.py --models /tmp/models --repeat 30 --ray --case "on a local Ray, 1 GPU"
     python bench/render_bench.py --models /tmp/models --repeat 10 --replicas 1 --max-seqs 128 --gpu-memory 0.06 --case "8 GiB card"
 
+# On a several-GPU machine: the whole render on Ray with 1, 2, ... speech actors, one per GPU (bench/README.md)
+bench-scaling:
+    [ -f /tmp/models/codec.nemo ] || python -m renderer models tiny /tmp/models --size full
+    for n in $(seq 1 $(nvidia-smi -L | wc -l)); do python bench/render_bench.py --models /tmp/models --repeat $((30 * n)) --ray --ray-engines $n --case "Ray, $n GPU(s)"; done
+
 clean:
     rm -rf {{venv}} .cache

@@ -30,7 +30,7 @@ from renderer.speech.kani import TOKENS_PER_FRAME
 from renderer.speech.voices import resolve_voice
 
 ROOT = Path(__file__).resolve().parents[1]
-COLUMNS = ("date", "gpu", "vllm", "case", "quantize", "sampler", "async", "replicas", "gpu_memory", "max_seqs", "ray", "chunks", "audio_s", "engine_start_s",
+COLUMNS = ("date", "gpu", "vllm", "case", "quantize", "sampler", "async", "replicas", "gpu_memory", "max_seqs", "ray", "gpus", "chunks", "audio_s", "engine_start_s",
            "generate_s", "tokens_per_s", "generate_x_realtime", "decode_s", "decode_x_realtime", "total_s",
            "render_x_realtime", "peak_gpu_gib")
 
@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--case", default="defaults")
     parser.add_argument("--replicas", type=int, default=EngineOptions.replicas, help="engines side by side on the GPU (0: auto)")
     parser.add_argument("--ray", action="store_true", help="render on a local Ray (renderer/cluster.py)")
+    parser.add_argument("--ray-engines", type=int, default=0, help="with --ray: speech actors (0: one per GPU)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
 
@@ -101,7 +102,7 @@ def main() -> None:
                            async_scheduling=args.async_)
     with tempfile.TemporaryDirectory() as out, PeakMemory() as memory:
         report = render_book(book, RenderOptions(voice=voice, out=Path(out), fmt="flac", engine=engine, progress=False),
-                             cluster=RayOptions() if args.ray else None)
+                             cluster=RayOptions(engines=args.ray_engines) if args.ray else None)
     s = report.seconds
     speech = report.tokens / TOKENS_PER_FRAME / FRAMES_PER_SECOND
     row = {
@@ -116,7 +117,8 @@ def main() -> None:
         "gpu_memory": args.gpu_memory,
         "max_seqs": args.max_seqs,
         # On Ray, the start of Ray and of the codec actor are inside total_s; engine_start_s is the actors'.
-        "ray": args.ray, "ray_start_s": round(s.get("ray_start", 0.0), 1),
+        "ray": args.ray and (args.ray_engines or "1 per GPU"), "gpus": torch.cuda.device_count(),
+        "ray_start_s": round(s.get("ray_start", 0.0), 1),
         "chunks": report.chunks,
         "audio_s": round(report.audio_seconds, 1),
         "engine_start_s": round(s["engine_start"], 1),

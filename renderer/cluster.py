@@ -243,8 +243,10 @@ def render_on_ray(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec
             batch = min(SPEECH_BATCH, math.ceil(len(chunks) / engines))
             speech = rows.map_batches(SpeechActor, fn_constructor_kwargs={"model": model, "options": options},
                                       batch_size=batch, compute=ray.data.ActorPoolStrategy(size=engines), **speech_res)
-            _drain(decode(speech), chunks, run, routes, model)
-            run.seconds["generate"] += time.perf_counter() - generating
+            started = _drain(decode(speech), chunks, run, routes, model)
+            # The actors start side by side: the longest start is this pipeline's, the rest generating.
+            run.seconds["engine_start"] += started
+            run.seconds["generate"] += time.perf_counter() - generating - started
     except Exception as err:
         if isinstance(err, RendererError) and not isinstance(err, ray.exceptions.RayError):
             raise  # this process's own
@@ -254,17 +256,19 @@ def render_on_ray(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec
             ray.shutdown()
 
 
-def _drain(dataset, chunks: list, run: RunReport, routes: _Routes, model: str | None = None) -> None:
+def _drain(dataset, chunks: list, run: RunReport, routes: _Routes, model: str | None = None) -> float:
     """Take each decoded row as it comes: stored (if new) and counted, then on to its book's writer.
-    `chunks`: what the rows' ids index (Chunks, or the stored Takes).
+    `chunks`: what the rows' ids index (Chunks, or the stored Takes). Returns the longest engine
+    start of the speech actors.
 
     A task Ray runs again (its actor lost) may hand on takes already handed on: each counts once.
     Raises RendererError if some never came back (they are stored if made: a new run resumes)."""
     arrived: set[int] = set()
+    longest_start = 0.0
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
         for k in range(len(batch["id"])):
             row = {name: values[k] for name, values in batch.items()}
-            run.seconds["engine_start"] += float(row["engine_seconds"])
+            longest_start = max(longest_start, float(row["engine_seconds"]))
             run.seconds["decode"] += float(row["decode_seconds"])
             if row["engine_seconds"] > 0 and model is not None:
                 run.engines.append(model)
@@ -280,6 +284,7 @@ def _drain(dataset, chunks: list, run: RunReport, routes: _Routes, model: str | 
     if len(arrived) < len(chunks):
         raise RendererError(f"Ray: {len(chunks) - len(arrived)} of {len(chunks)} chunks never came back from the "
                             "cluster; the takes made are stored: run again to resume")
+    return longest_start
 
 
 def _one_line(err: BaseException) -> RendererError:
