@@ -20,7 +20,9 @@ import math
 import os
 import pickle
 import re
+import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -73,12 +75,16 @@ def _connect(ray, address: str | None) -> bool:
     if started:
         _check_reachable(address or os.environ.get("RAY_ADDRESS"))
         env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
+        on_term = signal.getsignal(signal.SIGTERM)
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                      runtime_env={"env_vars": env})
         except Exception as err:  # Ray raises ConnectionError, RuntimeError, ValueError...
             where = address or os.environ.get("RAY_ADDRESS") or "a new local instance"
             raise RendererError(f"Ray at {where}: cannot connect: {first_line(err)}") from err
+        finally:  # Ray's core takes SIGTERM (and dies of it at once): the render's own stop comes first
+            if on_term is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, on_term)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the render's own bars show progress
     context.target_max_block_size = 1  # every yielded group of takes is its own block: moves on at once
