@@ -359,8 +359,9 @@ def jobs_status(folder, job):
 @click.option("--until", type=click.FloatRange(0), help="Stop after this many seconds (a run in progress finishes).")
 @click.option("--max-runs", type=click.IntRange(1), help="Stop after this many runs.")
 @click.option("--progress", is_flag=True, help="Progress bars for each run.")
+@_ray_options
 @click.pass_obj
-def jobs_serve(folder, poll, until, max_runs, progress):
+def jobs_serve(folder, poll, until, max_runs, progress, ray_address, ray_engines):
     """Run the jobs folder's scheduled jobs when due, one at a time, until stopped (Ctrl-C, SIGTERM)."""
     from renderer.jobs import ServeOptions, job_files, serve
 
@@ -368,8 +369,9 @@ def jobs_serve(folder, poll, until, max_runs, progress):
         job_files(folder)
         with _stop_on_sigterm():
             click.echo(f"serving {folder} (Ctrl-C to stop)", err=True)
-            runs = serve(folder, ServeOptions(poll=poll, until=until, max_runs=max_runs, progress=progress),
-                         say=lambda line: click.echo(line, err=True))
+            options = ServeOptions(poll=poll, until=until, max_runs=max_runs, progress=progress,
+                                   cluster=ray_options(ray_address, ray_engines))
+            runs = serve(folder, options, say=lambda line: click.echo(line, err=True))
     except RendererError as err:
         raise _fail(err) from err
     except KeyboardInterrupt:

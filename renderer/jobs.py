@@ -623,6 +623,7 @@ class ServeOptions:
     until: float | None = None  # stop taking new runs after this many seconds (a run in progress finishes)
     max_runs: int | None = None  # stop after this many runs
     progress: bool = False
+    cluster: RayOptions | None = None  # each run on Ray
 
 
 def serve(folder: Path, options: ServeOptions, say: Callable[[str], None]) -> int:
@@ -663,7 +664,7 @@ def serve(folder: Path, options: ServeOptions, say: Callable[[str], None]) -> in
                         if trigger is None:
                             continue
                         say(f"{_clock()} job {job.name}: starting ({trigger})")
-                        result = _run_locked(job, state, trigger, options.progress, lambda line: None, None)
+                        result = _run_locked(job, state, trigger, options.progress, lambda line: None, options.cluster)
                 except JobBusy as err:
                     say(f"{_clock()} {err}: skipped")
                     continue

@@ -91,3 +91,22 @@ def test_an_engine_that_fails_in_its_actor_is_one_line(folder, tiny_models, tmp_
     assert result.exit_code == 1
     assert result.output.startswith(f"Error: {broken}: the speech model could not be started")
     assert result.output.count("\n") == 1
+
+
+def test_serve_runs_each_job_on_ray(folder):
+    """`serve --ray ADDRESS` hands the address to each run: here one nobody answers, so the due job's
+    books fail with the one line that says so, and the scheduler goes on to stop by itself."""
+    job = folder / "jobs" / "nightly.toml"
+    text = (folder / "jobs" / "ray.toml").read_text().replace('out = "../ray"', 'out = "../nightly"')
+    job.write_text('schedule = "* * * * * */2"\n' + text)  # every two seconds
+    try:
+        runner = CliRunner()
+        result = runner.invoke(main, ["jobs", "--jobs-dir", str(folder / "jobs"), "serve", "--poll", "0.5", "--until",
+                                      "60", "--max-runs", "1", "--ray", "127.0.0.1:9"])
+        assert result.exit_code == 0, result.output[-2000:]
+        assert "job nightly: 0 book(s) done, 2 failed" in result.output
+        status = runner.invoke(main, ["jobs", "--jobs-dir", str(folder / "jobs"), "status", "nightly"]).output
+        books = [line for line in status.splitlines() if line.startswith("  failed ")]  # one line a book
+        assert len(books) == 2 and all("Ray at 127.0.0.1:9: cannot connect" in line for line in books), status
+    finally:
+        job.unlink()
