@@ -25,7 +25,7 @@ from renderer.cluster import RayOptions
 from renderer.codec import FRAMES_PER_SECOND
 from renderer.read import read_book
 from renderer.render import RenderOptions, render_book
-from renderer.speech.engine import GPU_REPLICAS, EngineOptions
+from renderer.speech.engine import EngineOptions
 from renderer.speech.kani import TOKENS_PER_FRAME
 from renderer.speech.voices import resolve_voice
 
@@ -113,7 +113,7 @@ def main() -> None:
         "case": args.case,
         "quantize": "bitsandbytes" if args.quantize else "none",
         "sampler": args.sampler,
-        "async": args.async_, "replicas": args.replicas or (GPU_REPLICAS if torch.cuda.is_available() else 1),
+        "async": args.async_, "replicas": engine.engines_to_start(),
         "gpu_memory": args.gpu_memory,
         "max_seqs": args.max_seqs,
         # On Ray, the start of Ray and of the codec actor are inside total_s; engine_start_s is the actors'.

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from renderer.audio.export import AUTHOR_TITLE, LAYOUTS
 from renderer.audio.loudness import DEFAULT_LUFS, loudness_target
 from renderer.book import RendererError
 
@@ -78,7 +79,7 @@ LOCAL_RAY = "local"  # what a bare --ray stands for
 
 
 def _ray_options(command):
-    """--ray [ADDRESS] and --ray-engines, which `render` and `render jobs run` both take."""
+    """--ray [ADDRESS] and --ray-engines, which `render`, `render jobs run` and `render jobs serve` take."""
     for option in reversed((
         click.option("--ray", "ray_address", is_flag=False, flag_value=LOCAL_RAY, default=None, metavar="[ADDRESS]",
                      help="Render on Ray: the cluster at ADDRESS, or bare, RAY_ADDRESS's or a local Ray started "
@@ -123,7 +124,7 @@ def ray_options(address: str | None, engines: int):
 @click.option("--all-matter", is_flag=True, help="Also read the front and back matter and the notes (cover, contents, index...).")
 @click.option("--loudness", default=f"{DEFAULT_LUFS:g}", show_default=True, metavar="LUFS|off",
               help="Every chapter's loudness (integrated LUFS, true peaks limited to -3.5 dBTP); off: as assembled.")
-@click.option("--layout", type=click.Choice(["flat", "author-title"]), default="flat", show_default=True,
+@click.option("--layout", type=click.Choice(LAYOUTS), default=LAYOUTS[0], show_default=True,
               help="author-title: files go into OUT/Author/Title/ (OUT defaults to the book's folder), as "
                    "audiobook servers file them.")
 @_ray_options
@@ -145,7 +146,7 @@ def book_command(path, voice, out, fmt, model, codec, quantize, max_seqs, gpu_me
         cast = load_cast(book, resolved, cast_file, directions, model, codec)
         for warning in book.warnings:
             click.echo(f"warning: {warning}", err=True)
-        out = layout_folder(out or path.parent, book) if layout == "author-title" else out or path.with_suffix("")
+        out = layout_folder(out or path.parent, book) if layout == AUTHOR_TITLE else out or path.with_suffix("")
         voices = [cast.narrator, *cast.voices.values()] if cast else [resolved]
         engine = EngineOptions(quantize=quantize, max_num_seqs=max_seqs, gpu_memory_utilization=gpu_memory,
                                retries=retries, keep_runaways=keep_runaways, seed=seed, enforce_eager=eager,

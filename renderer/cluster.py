@@ -117,8 +117,15 @@ def _rows_of(takes: list[tuple[int, Take]], fresh: bool, engine_seconds: float =
         "queued": np.array([t.steps[0] for _, t in takes], dtype=np.int64),
         "done": np.array([t.steps[1] for _, t in takes], dtype=np.int64),
         "fresh": np.full(len(takes), fresh, dtype=bool),
-        "engine_seconds": np.array([engine_seconds] + [0.0] * (len(takes) - 1), dtype=np.float64)[: len(takes)],
+        "engine_seconds": _on_first_row(engine_seconds, len(takes)),
     }
+
+
+def _on_first_row(seconds: float, rows: int) -> np.ndarray:
+    """A column with `seconds` in its first row and 0 in the rest: a time counted once per batch."""
+    column = np.zeros(rows)
+    column[:1] = seconds
+    return column
 
 
 def _codes(row_codes: bytes, frames: int) -> np.ndarray:
@@ -150,8 +157,8 @@ class SpeechActor:
         todo, stored = [], []
         for chunk in chunks:  # a batch Ray gives again (its actor was lost) finds its takes stored
             i, key, store = where[id(chunk)]
-            take = store.load(chunk, key)
-            if take is not None and (take.finished or take.attempts > self.retries):
+            take = store.load_settled(chunk, key, self.retries)
+            if take is not None:
                 stored.append((i, take))
             else:
                 todo.append(chunk)
@@ -197,9 +204,7 @@ class CodecActor:
         for k, samples in zip(wanted, decoded, strict=True):
             audio[k] = np.asarray(samples, dtype=np.float32).tobytes()
         batch["audio"] = np.array(audio, dtype=object)
-        batch["decode_seconds"] = np.zeros(len(audio))
-        if len(audio):
-            batch["decode_seconds"][0] = time.perf_counter() - begun
+        batch["decode_seconds"] = _on_first_row(time.perf_counter() - begun, len(audio))
         return batch
 
 

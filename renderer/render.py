@@ -251,16 +251,6 @@ def _one_codec(chunks: list[Chunk]) -> str:
     return codecs[0]
 
 
-def _stored_takes(chunks: list[Chunk], store: TakeStore, keys: dict[int, str], retries: int) -> dict[int, Take]:
-    """Takes already in the store, by id(chunk); a stored runaway counts only if it had every retry."""
-    stored = {}
-    for chunk in chunks:
-        take = store.load(chunk, keys[id(chunk)])
-        if take is not None and (take.finished or take.attempts > retries):
-            stored[id(chunk)] = take
-    return stored
-
-
 def render_book(book: Book, options: RenderOptions, cast=None, cluster: RayOptions | None = None) -> RenderReport:
     """Render `book` into `options.out`, every chunk in `options.voice`, or with a `cast` (scripts)
     each speaker's; on Ray with `cluster`. Returns what was written and what failed.
@@ -352,7 +342,8 @@ def _plan_book(render: BookRender, chunks: list[Chunk]) -> _BookPlan:
     for index in current:
         del plan[index]
 
-    stored = _stored_takes(chunks, store, keys, options.engine.retries)
+    stored = {id(c): take for c in chunks
+              if (take := store.load_settled(c, keys[id(c)], options.engine.retries)) is not None}
     missing = [c for c in chunks if id(c) not in stored]
     report.reused, report.rendered = len(stored), len(missing)
     writer.remaining = len(chunks)

@@ -62,6 +62,11 @@ class TakeStore:
             return None
         return Take(chunk=chunk, codes=codes, finished=finished, attempts=attempts)
 
+    def load_settled(self, chunk: Chunk, key: str, retries: int) -> Take | None:
+        """The stored take if it needs no more tries: finished, or a runaway that had every retry."""
+        take = self.load(chunk, key)
+        return take if take is not None and (take.finished or take.attempts > retries) else None
+
     def has(self, key: str) -> bool:
         return self.path(key).is_file()
 

@@ -22,7 +22,8 @@ PER_CHAPTER = ("wav", "flac", "mp3")  # m4b is one file for the whole book
 PCM_SUBTYPE = "PCM_16"
 MP3_BITRATE = "96k"  # mono speech
 AAC_BITRATE = "64k"  # mono speech, the common audiobook rate
-LAYOUTS = ("flat", "author-title")  # --layout: files in OUT, or in OUT/Author/Title/
+AUTHOR_TITLE = "author-title"
+LAYOUTS = ("flat", AUTHOR_TITLE)  # --layout: files in OUT, or in OUT/Author/Title/
 UNKNOWN_AUTHOR = "Unknown Author"  # the folder of a book that names no author
 FILENAME_BAD = re.compile(r'[\\/:*?"<>|\x00-\x1f]+')
 

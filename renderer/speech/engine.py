@@ -53,6 +53,10 @@ class EngineOptions:
     # greedy); "vllm": the processor only masks and vLLM samples over the whole vocabulary.
     sampler: str = "codes"
 
+    def engines_to_start(self) -> int:
+        """`replicas`, or its default where it is 0: GPU_REPLICAS on a GPU, 1 on the CPU."""
+        return self.replicas or (GPU_REPLICAS if _on_gpu() else 1)
+
     def take_settings(self) -> dict:
         """The settings that change which codes a chunk gets (the key of a stored take)."""
         return {"quantize": self.quantize, "margin": self.length_margin, "seed": self.seed,
@@ -113,7 +117,7 @@ class SpeechEngine:
         self.options = options
         check_model(model)
         self.tokenizer = self._load_tokenizer()
-        self.replicas = options.replicas or (GPU_REPLICAS if _on_gpu() else 1)
+        self.replicas = options.engines_to_start()
         self.llms = []
         try:
             for _ in range(self.replicas):  # one after another: vLLM sizes its memory from what is free
