@@ -35,8 +35,8 @@ LM_SIZES = {
     # kani-tts-400m: the LFM2-350M body with KaniTTS's 80,538-token vocabulary.
     "full": LMSize(hidden=1024, layers=16, attention_layers=(2, 5, 8, 10, 12, 14), heads=16, kv_heads=8, ff_dim=6656),
     # Head size 32: the smallest vLLM's CPU attention takes.
-    # float32: in bf16 a row's logits shift with the batch around it, enough on some CPUs to flip the
-    # tiny model's near-tied codes, so a take would depend on its batch (seen in CI).
+    # float32 (the engine runs it so; vLLM alone would downcast it to bf16): in bf16 a row's logits
+    # shift with the batch around it, enough on some CPUs to flip the tiny model's near-tied codes.
     "tiny": LMSize(hidden=128, layers=4, attention_layers=(1, 3), heads=4, kv_heads=2, ff_dim=256, dtype="float32"),
 }
 CODEC_SIZES = {

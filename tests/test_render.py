@@ -156,7 +156,10 @@ def test_runaway_chunks_fail_their_chapter_by_default(tiny_models, short_book, t
     result = render(short_book, "--model", model, "--codec", codec, "--out", tmp_path / "o", "--retries", "1",
                     "--quiet")
     assert result.exit_code == 1
-    assert re.search(r'chapter 1, chunk 2: no end of speech after 2 tries .*"The lamp was lit at dusk\."',
-                     result.output)
+    # Which chunks run away is up to the random weights: the title, a paragraph, or several.
+    failed = re.findall(r'chapter 1, chunk (\d): no end of speech after 2 tries \(the model ran on\): "([^"]*)"',
+                        result.output)
+    assert failed and set(failed) <= {("1", "Only"), ("2", "The lamp was lit at dusk."),
+                                      ("3", "It burned until the morning came.")}
     assert "their chapters were not written" in result.output
     assert not list((tmp_path / "o").glob("*.wav"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import itertools
+import json
 import os
 import sys
 import warnings
@@ -130,6 +131,16 @@ class SpeechEngine:
         """The model as vLLM and transformers take it: an expanded local path, or the hub id."""
         return str(Path(self.model).expanduser()) if _is_local(self.model) else self.model
 
+    def _stored_in_float32(self) -> bool:
+        """Whether a local model's config says float32 (the test models; KaniTTS itself is bf16)."""
+        if not _is_local(self.model):
+            return False
+        try:
+            config = json.loads((Path(self._source()) / "config.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return (config.get("dtype") or config.get("torch_dtype")) == "float32"
+
     def _load_tokenizer(self):
         from transformers import AutoTokenizer
 
@@ -165,6 +176,8 @@ class SpeechEngine:
             # boundaries, which the CPU build's per-request seeded sampler cannot handle.
             "enable_prefix_caching": False,
         }
+        if self._stored_in_float32():  # vLLM would run it in bf16, where a row's logits shift with its batch
+            kwargs["dtype"] = "float32"
         if on_gpu:
             kwargs["gpu_memory_utilization"] = self.options.gpu_memory_utilization / self.replicas
             kwargs["async_scheduling"] = self.options.async_scheduling
