@@ -11,6 +11,7 @@ from renderer.audio.loudness import (
     ACX_RMS_DB,
     CEILING_DBTP,
     DEFAULT_LUFS,
+    RMS_MARGIN_DB,
     limit,
     loudness_lufs,
     loudness_target,
@@ -54,6 +55,15 @@ def test_chapters_at_different_levels_land_within_a_decibel():
     levels = [loudness_lufs(master_samples(speech_like(db, seed=i), RATE, DEFAULT_LUFS), RATE)
               for i, db in enumerate((-40.0, -25.0, -8.0))]
     assert max(levels) - min(levels) < 1.0
+
+
+def test_a_short_chapter_is_turned_up_to_hold_acx_rms():
+    """A title-only chapter is mostly head and tail: at -19 LUFS its RMS would be under ACX's -23,
+    so it is turned up just enough to sit RMS_MARGIN_DB inside the window, louder than the target."""
+    out = master_samples(speech_like(-30.0, seconds=1.4, seed=2), RATE, DEFAULT_LUFS)
+    assert abs(rms_db(out) - (ACX_RMS_DB[0] + RMS_MARGIN_DB)) < 0.05
+    assert loudness_lufs(out, RATE) > DEFAULT_LUFS + 1.0
+    assert true_peak_db(out) <= CEILING_DBTP + 1e-3
 
 
 def test_a_target_outside_acx_is_taken_as_asked():

@@ -22,7 +22,15 @@ from mutagen.mp4 import MP4
 from mutagen.wave import WAVE
 
 from renderer.audio.export import write_chapter
-from renderer.audio.loudness import ACX_PEAK_DBFS, ACX_RMS_DB, CEILING_DBTP, loudness_lufs, rms_db
+from renderer.audio.loudness import (
+    ACX_PEAK_DBFS,
+    ACX_RMS_DB,
+    CEILING_DBTP,
+    DEFAULT_LUFS,
+    RMS_MARGIN_DB,
+    loudness_lufs,
+    rms_db,
+)
 from renderer.book import BookError, ChapterAudio
 from renderer.check import check_file
 from renderer.cli import main
@@ -33,6 +41,7 @@ CHAPTERS = [("The Storm", "The wind rose over the harbor."), ("The Morning", "By
 COVER = base64.b64decode(  # a 1x1 grey PNG
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNoAAAAggCBd81ytgAAAABJRU5ErkJggg==")
 NARRATOR = "en:andrew"  # the default voice's name
+LOSSY_RMS_DB = 0.7  # how far MP3 and AAC move a chapter's RMS (MP3 lost 0.45 dB here)
 
 
 def render(*args) -> object:
@@ -122,18 +131,20 @@ def test_mp3_tags_number_the_chapters_and_carry_the_cover(shelf):
         assert tags["APIC:Cover"].data == COVER and tags["APIC:Cover"].mime == "image/png"
 
 
-def test_written_files_meet_acx_and_chapters_sound_equally_loud(shelf):
+def test_written_files_meet_acx_and_each_chapter_is_at_the_target_or_held_to_acx(shelf):
     m4b = shelf / f"{TITLE}.m4b"
     audio = decoded(m4b)
     starts = [round(float(c["start_time"]) * 22050) for c in ffprobe(m4b)["chapters"]] + [len(audio)]
-    loudness = {"m4b": [], "mp3": []}  # chapter to chapter within one format: the codecs differ by a few tenths
     for path, (start, end) in zip(sorted(shelf.glob("*.mp3")), itertools.pairwise(starts), strict=True):
-        for fmt, samples in (("m4b", audio[start:end]), ("mp3", decoded(path))):  # the chapter in the .m4b, and its MP3
-            loudness[fmt].append(loudness_lufs(samples, 22050))
-            assert ACX_RMS_DB[0] <= rms_db(samples) <= ACX_RMS_DB[1]
+        for samples in (audio[start:end], decoded(path)):  # the chapter in the .m4b, and its MP3
+            rms = rms_db(samples)
+            assert ACX_RMS_DB[0] <= rms <= ACX_RMS_DB[1]
             assert 20 * np.log10(np.abs(samples).max()) <= ACX_PEAK_DBFS
-    for levels in loudness.values():
-        assert max(levels) - min(levels) <= 1.0, loudness
+            # These one-sentence chapters are mostly head and tail, so mastering may turn one up to
+            # hold ACX's RMS (test_loudness); equal loudness of ordinary chapters is tested there too.
+            at_target = abs(loudness_lufs(samples, 22050) - DEFAULT_LUFS) <= 1.0
+            held = abs(rms - (ACX_RMS_DB[0] + RMS_MARGIN_DB)) <= LOSSY_RMS_DB
+            assert at_target or held, (path.name, loudness_lufs(samples, 22050), rms)
     assert 20 * np.log10(np.abs(audio).max()) <= CEILING_DBTP + 0.2  # AAC's overshoot, inside ACX's -3
     result = render("check", shelf)
     assert result.exit_code == 0, result.output

@@ -42,8 +42,9 @@ LOOKAHEAD_SECONDS = 0.005  # the limiter's gain reaches its floor this long befo
 HOLD_SECONDS = 0.05  # and stays there this long after it, so speech is not pumped
 PEAK_BLOCK = 1 << 20  # samples oversampled at a time: memory stays bounded for long chapters
 PEAK_PAD = INTERPOLATION_TAPS  # input samples either side of a block: the filter's reach
-HOLD_PASSES = 3  # gain, limit, measure: again while the measure is off by more than SETTLED_DB
+HOLD_PASSES = 4  # gain, limit, measure: again while the measure is off by more than SETTLED_DB
 SETTLED_DB = 0.05
+LEAST_SLOPE = 0.1  # dB gained per dB of gain, at least, however much the limiter takes
 
 
 def loudness_target(text: str) -> float | None:
@@ -159,7 +160,8 @@ def held_to_acx(target_lufs: float) -> bool:
 
 def master_samples(samples: np.ndarray, sample_rate: int, target_lufs: float) -> np.ndarray:
     """One chapter mastered: band-limited, turned to `target_lufs` integrated loudness, true peaks
-    limited to CEILING_DBTP. The gain is corrected for what limiting took (up to HOLD_PASSES times);
+    limited to CEILING_DBTP. The gain is corrected for what limiting took (up to HOLD_PASSES times,
+    each step scaled up by the share of the last one that the limiter took);
     when the target is inside ACX's window, a chapter whose pauses would leave its RMS outside the
     window is turned up or down just enough to be RMS_MARGIN_DB inside it.
 
@@ -170,15 +172,18 @@ def master_samples(samples: np.ndarray, sample_rate: int, target_lufs: float) ->
     if not np.isfinite(loudness):  # nothing above the gate: nothing to turn up
         return samples.astype(np.float32)
     peaks = true_peaks(filtered)
-    gain_db, correction = 0.0, target_lufs - loudness
+    gain_db, correction, slope = 0.0, target_lufs - loudness, 1.0
     low, high = ACX_RMS_DB[0] + RMS_MARGIN_DB, ACX_RMS_DB[1] - RMS_MARGIN_DB
+    rms = rms_db(filtered)
     for _ in range(HOLD_PASSES):
-        gain_db += correction
+        step = correction / slope  # the limiter takes part of each step up: ask for that much more
+        gain_db += step
         gain = np.float32(gain_of(gain_db))
         out = limit(filtered * gain, sample_rate, peaks=peaks * gain)
+        rms, last_rms = rms_db(out), rms
+        slope = float(np.clip((rms - last_rms) / step, LEAST_SLOPE, 1.0)) if abs(step) > SETTLED_DB else slope
         correction = target_lufs - loudness_lufs(out, sample_rate)
         if held_to_acx(target_lufs):
-            rms = rms_db(out)
             correction = float(np.clip(rms + correction, low, high) - rms)
         if abs(correction) < SETTLED_DB:
             break
