@@ -55,6 +55,7 @@ bench:
     python bench/codec_bench.py --codec /tmp/models/codec.nemo --profile
     python bench/render_bench.py --models /tmp/models --repeat 30
     python bench/render_bench.py --models /tmp/models --repeat 30 --replicas 1 --case "1 engine"
+    python bench/render_bench.py --models /tmp/models --repeat 30 --compile-codec --case "codec compiled"
     python bench/render_bench.py --models /tmp/models --repeat 30 --ray --case "on a local Ray, 1 GPU"
     python bench/render_bench.py --models /tmp/models --repeat 10 --replicas 1 --max-seqs 128 --gpu-memory 0.06 --case "8 GiB card"
 

@@ -1,5 +1,6 @@
 """Codec-stage benchmark: the project's Codec.decode alone, on a random-weight nano codec of the real
-size, in batches of twelve-second takes (150 frames), at each precision, eager or compiled.
+size, in batches of twelve-second takes (150 frames), at each precision, with NeMo's own decoder
+module (as the renderer ran it before 2026-11-30) or ours, eager, cuDNN-tuned or compiled.
 
     python bench/codec_bench.py --codec /tmp/models/codec.nemo [--batches 16,64] [--repeat 5]
 
@@ -34,17 +35,30 @@ def profile_decode(codec, batch: list[np.ndarray]) -> str:
     return profiler.key_averages().table(sort_by="self_device_time_total", row_limit=20, max_name_column_width=60)
 
 
+def nemo_decoder(module):
+    """NeMo's CausalHiFiGANDecoder called as Codec calls its own decoder: latents in, audio out
+    (every take of a batch here is whole, so the lengths are the batch's)."""
+    import torch
+
+    def decode(latents):
+        lengths = torch.full((latents.shape[0],), latents.shape[2], device=latents.device)
+        return module(inputs=latents, input_len=lengths)[0]
+
+    return decode
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--codec", required=True)
     parser.add_argument("--batches", default="16,64")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--cases", default="fp32:eager,bf16:eager,bf16:tuned")
+    parser.add_argument("--cases", default="fp32:eager,fp32:nemo,bf16:nemo,bf16:eager,bf16:tuned,bf16:compiled")
     parser.add_argument("--profile", action="store_true", help="print where one bf16 batch of 16 spends its GPU time")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     import torch
 
+    gpu = torch.cuda.is_available()
     rng = np.random.default_rng(0)
     sizes = [int(b) for b in args.batches.split(",")]
     takes = [rng.integers(0, CODEBOOK_SIZE, (NUM_CODEBOOKS, FRAMES)) for _ in range(max(sizes))]
@@ -54,11 +68,15 @@ def main() -> None:
     reference: dict[int, list[np.ndarray]] = {}
     rows = []
     for case in args.cases.split(","):
-        precision, how = case.split(":")  # how: eager, or tuned (cuDNN picks conv algorithms)
-        codec = load_codec(args.codec, precision=precision, tune_convs=how == "tuned")
+        precision, how = case.split(":")  # how: eager, tuned (cuDNN picks conv algorithms), compiled, or nemo
+        codec = load_codec(args.codec, precision=precision, tune_convs=how in ("tuned", "compiled"),
+                           compile=how == "compiled")
+        if how == "nemo":
+            codec.decoder = nemo_decoder(codec.model.audio_decoder)
         for size in sizes:
             batch = takes[:size]
-            torch.cuda.reset_peak_memory_stats()
+            if gpu:
+                torch.cuda.reset_peak_memory_stats()
             begun = time.perf_counter()
             audio = codec.decode(batch)  # the first call compiles, when compiled
             first = time.perf_counter() - begun
@@ -71,18 +89,19 @@ def main() -> None:
             if precision == "fp32" and how == "eager":
                 reference[size] = audio
             snr = ""
-            if size in reference and precision != "fp32":
+            if size in reference and case != "fp32:eager":
                 signal = sum(float(np.sum(r.astype(np.float64) ** 2)) for r in reference[size])
                 error = sum(float(np.sum((r.astype(np.float64) - a) ** 2)) for r, a in zip(reference[size], audio, strict=True))
                 snr = round(10 * np.log10(signal / max(error, 1e-30)), 1)
             rows.append({"date": datetime.date.today().isoformat(), "gpu": device_name(), "precision": precision,
                          "how": how, "batch": size, "ms_per_batch": round(1000 * seconds, 1),
                          "x_realtime": round(size * FRAMES / FRAMES_PER_SECOND / seconds),
-                         "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1), "first_call_s": round(first, 1),
+                         "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1) if gpu else "", "first_call_s": round(first, 1),
                          "snr_vs_fp32_db": snr})
             print(rows[-1], flush=True)
         del codec
-        torch.cuda.empty_cache()
+        if gpu:
+            torch.cuda.empty_cache()
     append_rows(rows, args.results / "codec.json", args.results / "codec.md", COLUMNS,
                 "# Codec-stage benchmark (bench/codec_bench.py)\n\nThe project's Codec.decode on a random-weight nano "
                 "codec of the real size, batches of 12-s takes (150 frames); x realtime = seconds of audio decoded per "

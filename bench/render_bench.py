@@ -30,7 +30,7 @@ from renderer.speech.kani import TOKENS_PER_FRAME
 from renderer.speech.voices import resolve_voice
 
 ROOT = Path(__file__).resolve().parents[1]
-COLUMNS = ("date", "gpu", "vllm", "case", "quantize", "sampler", "async", "replicas", "gpu_memory", "max_seqs", "ray", "gpus", "chunks", "audio_s", "engine_start_s",
+COLUMNS = ("date", "gpu", "vllm", "case", "quantize", "sampler", "async", "replicas", "gpu_memory", "max_seqs", "codec_compiled", "ray", "gpus", "chunks", "audio_s", "engine_start_s", "codec_load_s",
            "generate_s", "tokens_per_s", "generate_x_realtime", "decode_s", "decode_x_realtime", "total_s",
            "render_x_realtime", "peak_gpu_gib")
 
@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--async", dest="async_", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--case", default="defaults")
     parser.add_argument("--replicas", type=int, default=EngineOptions.replicas, help="engines side by side on the GPU (0: auto)")
+    parser.add_argument("--compile-codec", action="store_true", help="torch.compile the codec's decoder")
     parser.add_argument("--ray", action="store_true", help="render on a local Ray (renderer/cluster.py)")
     parser.add_argument("--ray-engines", type=int, default=0, help="with --ray: speech actors (0: one per GPU)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
@@ -99,7 +100,7 @@ def main() -> None:
     book = repeated(read_book(args.book), args.repeat)
     engine = EngineOptions(quantize=args.quantize, max_num_seqs=args.max_seqs, gpu_memory_utilization=args.gpu_memory,
                            length_margin=1.0, retries=0, keep_runaways=True, sampler=args.sampler, replicas=args.replicas,
-                           async_scheduling=args.async_)
+                           async_scheduling=args.async_, compile_codec=args.compile_codec)
     with tempfile.TemporaryDirectory() as out, PeakMemory() as memory:
         report = render_book(book, RenderOptions(voice=voice, out=Path(out), fmt="flac", engine=engine, progress=False),
                              cluster=RayOptions(engines=args.ray_engines) if args.ray else None)
@@ -116,12 +117,14 @@ def main() -> None:
         "async": args.async_, "replicas": engine.engines_to_start(),
         "gpu_memory": args.gpu_memory,
         "max_seqs": args.max_seqs,
+        "codec_compiled": args.compile_codec,
         # On Ray, the start of Ray and of the codec actor are inside total_s; engine_start_s is the actors'.
         "ray": args.ray and (args.ray_engines or "1 per GPU"), "gpus": torch.cuda.device_count(),
         "ray_start_s": round(s.get("ray_start", 0.0), 1),
         "chunks": report.chunks,
         "audio_s": round(report.audio_seconds, 1),
         "engine_start_s": round(s["engine_start"], 1),
+        "codec_load_s": round(s["codec_load"], 1),
         "generate_s": round(s["generate"], 1),
         "tokens_per_s": round(report.tokens / s["generate"]),
         "generate_x_realtime": round(speech / s["generate"], 1),

@@ -7,10 +7,17 @@ from pathlib import Path
 
 
 def device_name() -> str:
-    """The GPU's name, or the CPU's when there is none."""
+    """The GPU's name, or the CPU's and its core count when there is none."""
+    import os
+
     import torch
 
-    return torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+             if line.startswith("model name")]
+    return f"CPU: {names[0] if names else platform.processor() or 'unknown'}, {os.cpu_count()} cores"
 
 
 def append_rows(rows: list[dict], json_path: Path, md_path: Path, columns: tuple[str, ...], header: str) -> None:

@@ -118,6 +118,8 @@ def ray_options(address: str | None, engines: int):
 @click.option("--keep-runaways", is_flag=True, help="Keep a chunk that never ends (cut at its budget) instead of failing its chapter.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Mixed into every chunk's seed.")
 @click.option("--eager", is_flag=True, help="No torch.compile or CUDA graphs: faster start, slower generation.")
+@click.option("--compile-codec", is_flag=True,
+              help="torch.compile the codec's decoder: a minute or two more at start, for faster decoding.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--chapters", metavar="LIST", help="Render only these chapters, numbered as `render inspect` shows them (3-5,9).")
 @click.option("--lexicon", type=click.Path(path_type=Path), help="Pronunciation lexicon: one 'written = spoken' a line.")
@@ -129,8 +131,8 @@ def ray_options(address: str | None, engines: int):
                    "audiobook servers file them.")
 @_ray_options
 @_script_options
-def book_command(path, voice, out, fmt, model, codec, quantize, max_seqs, gpu_memory, engines, retries, keep_runaways, seed, eager, quiet,
-                 chapters, lexicon, all_matter, loudness, layout, ray_address, ray_engines, input_kind, cast_file, directions):
+def book_command(path, voice, out, fmt, model, codec, quantize, max_seqs, gpu_memory, engines, retries, keep_runaways, seed, eager, compile_codec,
+                 quiet, chapters, lexicon, all_matter, loudness, layout, ray_address, ray_engines, input_kind, cast_file, directions):
     """Render BOOK (.epub or .md) into one audio file per chapter (m4b: one file with chapters)."""
     from renderer.audio.export import layout_folder
     from renderer.cast import load_cast
@@ -150,7 +152,7 @@ def book_command(path, voice, out, fmt, model, codec, quantize, max_seqs, gpu_me
         voices = [cast.narrator, *cast.voices.values()] if cast else [resolved]
         engine = EngineOptions(quantize=quantize, max_num_seqs=max_seqs, gpu_memory_utilization=gpu_memory,
                                retries=retries, keep_runaways=keep_runaways, seed=seed, enforce_eager=eager,
-                               replicas=engines)
+                               replicas=engines, compile_codec=compile_codec)
         with _stop_on_sigterm():
             options = RenderOptions(voice=resolved, out=out, fmt=fmt, engine=engine, progress=not quiet, loudness=target,
                                     narrator=", ".join(dict.fromkeys(v.name for v in voices)))

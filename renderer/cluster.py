@@ -184,12 +184,12 @@ class SpeechActor:
 class CodecActor:
     """The nano codec (on a share of a GPU, or the CPU): decodes each batch of takes to float32 audio."""
 
-    def __init__(self, codec: str, keep_runaways: bool):
+    def __init__(self, codec: str, keep_runaways: bool, compile_codec: bool = False):
         from renderer.codec import load_codec
 
         self.codec, self.error = None, None
         try:
-            self.codec = load_codec(codec)
+            self.codec = load_codec(codec, compile=compile_codec)
         except RendererError as err:  # raised with the first batch, as SpeechActor's
             self.error = err
         self.keep_runaways = keep_runaways
@@ -242,7 +242,8 @@ def render_on_ray(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec
 
         def decode(dataset):
             return dataset.map_batches(CodecActor, fn_constructor_kwargs={"codec": codec,
-                                       "keep_runaways": options.keep_runaways}, batch_size=DECODE_BATCH,
+                                       "keep_runaways": options.keep_runaways,
+                                       "compile_codec": options.compile_codec}, batch_size=DECODE_BATCH,
                                        compute=ray.data.ActorPoolStrategy(size=decoders), **codec_res)
 
         stored = [t for plan in plans for t in plan.stored.values()]

@@ -30,14 +30,112 @@ class CodecError(RendererError):
     """The codec could not be loaded: one line for the user."""
 
 
-def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_convs: bool = True):
+def _plain_decoder(nemo_decoder):
+    """NeMo's CausalHiFiGANDecoder as a plain torch module with the same weights (weight norm
+    folded in) and the same arithmetic, without NeMo's type checks and length masks, so that
+    torch.compile can trace it whole. Every layer is causal, so what the masks zero (samples past a
+    take's length) never reaches a sample inside it: trimming the output to the lengths is enough.
+    (batch, 16, frames) in, (batch, frames * 1,764) out, in the decoder's dtype."""
+    import torch
+    import torch.nn.functional as F
+    from nemo.collections.common.parts.utils import ClampActivation, HalfSnake, Snake
+
+    def frozen(tensor):
+        return torch.nn.Parameter(tensor.detach().clone(), requires_grad=False)
+
+    class Activation(torch.nn.Module):
+        """Snake (x + sin(alpha x)^2 / alpha) on the first `snake` channels, leaky ReLU on the rest."""
+
+        def __init__(self, nemo):
+            super().__init__()
+            inner = nemo.activation
+            snake = inner.snake_act if isinstance(inner, HalfSnake) else inner if isinstance(inner, Snake) else None
+            if snake is None and not isinstance(inner, torch.nn.LeakyReLU):
+                raise CodecError(f"codec decoder: activation {type(inner).__name__} is not supported")
+            self.snake = snake.alpha.shape[1] if snake is not None else 0
+            self.alpha = frozen(snake.alpha) if snake is not None else None
+            self.whole = isinstance(inner, Snake)
+
+        def forward(self, x):
+            if self.alpha is None:
+                return F.leaky_relu(x)
+            head = x[:, : self.snake]
+            head = head + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * head).pow(2)  # NeMo's eps
+            return head if self.whole else torch.cat([head, F.leaky_relu(x[:, self.snake :])], dim=1)
+
+    class Conv(torch.nn.Module):
+        """A causal convolution: left-padded by its reach, stride 1."""
+
+        def __init__(self, nemo):
+            super().__init__()
+            conv = nemo.conv
+            self.weight, self.bias = frozen(conv.weight), frozen(conv.bias)
+            self.dilation = conv.dilation[0]
+            self.reach = (conv.kernel_size[0] - 1) * self.dilation
+
+        def forward(self, x):
+            return F.conv1d(F.pad(x, (self.reach, 0)), self.weight, self.bias, dilation=self.dilation)
+
+    class UpSample(torch.nn.Module):
+        """A grouped transposed convolution, its overhang trimmed on the right: frames x stride out."""
+
+        def __init__(self, nemo):
+            super().__init__()
+            conv = nemo.conv
+            self.weight, self.bias = frozen(conv.weight), frozen(conv.bias)
+            self.stride, self.groups = conv.stride[0], conv.groups
+            self.left, self.right = nemo.padding_left, nemo.padding_right
+
+        def forward(self, x):
+            out = F.conv_transpose1d(x, self.weight, self.bias, stride=self.stride, groups=self.groups)
+            return out[..., self.left : out.shape[-1] - self.right]
+
+    class Residual(torch.nn.Module):
+        def __init__(self, nemo):
+            super().__init__()
+            self.act_in, self.conv_in = Activation(nemo.input_activation), Conv(nemo.input_conv)
+            self.act_skip, self.conv_skip = Activation(nemo.skip_activation), Conv(nemo.skip_conv)
+
+        def forward(self, x):
+            return x + self.conv_skip(self.act_skip(self.conv_in(self.act_in(x))))
+
+    class Decoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            d = nemo_decoder
+            if not isinstance(d.out_activation, (ClampActivation, torch.nn.Tanh)):
+                raise CodecError(f"codec decoder: output {type(d.out_activation).__name__} is not supported")
+            out = d.out_activation
+            self.clamp = (out.min_value, out.max_value) if isinstance(out, ClampActivation) else None
+            self.pre = Conv(d.pre_conv)
+            self.stages = torch.nn.ModuleList()
+            for act, up, layer in zip(d.activations, d.up_sample_conv_layers, d.res_layers, strict=True):
+                chains = torch.nn.ModuleList(torch.nn.Sequential(*(Residual(b) for b in block.res_blocks))
+                                             for block in layer.res_blocks)
+                self.stages.append(torch.nn.ModuleList([Activation(act), UpSample(up), chains]))
+            self.post_act, self.post = Activation(d.post_activation), Conv(d.post_conv)
+
+        def forward(self, x):
+            x = self.pre(x)
+            for act, up, chains in self.stages:
+                x = up(act(x))
+                x = sum(chain(x) for chain in chains) / len(chains)  # HiFiGANResLayer: the mean of its blocks
+            x = self.post(self.post_act(x))[:, 0]
+            return x.clamp(*self.clamp) if self.clamp else torch.tanh(x)
+
+    return Decoder().to(next(nemo_decoder.parameters()).dtype).eval()
+
+
+def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_convs: bool = True,
+               compile: bool = False):
     """Load the codec from a local `.nemo` file (restore_from) or a hub id (from_pretrained).
 
     precision: the decoder's weights and activations, "bf16" or "fp32" ("auto": bf16 on a GPU, fp32
     on the CPU). tune_convs: on a GPU, let cuDNN time its convolution algorithms for each new shape
-    (batches are padded to PAD_FRAMES steps, so shapes repeat). (torch.compile, of the whole decoder
-    or of its activations, gave nothing: bench/README.md.) Returns a `Codec`. Raises CodecError with
-    one line when it cannot be loaded.
+    (batches are padded to PAD_FRAMES steps, so shapes repeat). compile: torch.compile the decoder
+    (ours, not NeMo's, whose type checks broke the graph) once, with symbolic batch and length, while
+    loading: a minute or more. Returns a `Codec`. Raises CodecError with one line when it
+    cannot be loaded.
     """
     import torch
 
@@ -66,13 +164,16 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_
     model = model.eval()
     if precision == "bf16":
         model = model.to(torch.bfloat16)  # NeMo's decode casts the dequantized codes to the model's dtype
-    return Codec(model, device)
+    return Codec(model, device, compile)
 
 
 class Codec:
-    """A loaded codec. `decode` turns codes into float32 audio at SAMPLE_RATE."""
+    """A loaded codec. `decode` turns codes into float32 audio at SAMPLE_RATE: NeMo's own
+    dequantizer, then our plain copy of its decoder (`_plain_decoder`)."""
 
-    def __init__(self, model, device: str):
+    def __init__(self, model, device: str, compile: bool = False):
+        import torch
+
         self.model = model
         self.device = device
         if model.sample_rate != SAMPLE_RATE or model.samples_per_frame != SAMPLES_PER_FRAME:
@@ -80,6 +181,12 @@ class Codec:
                 f"codec runs at {model.sample_rate} Hz, {model.samples_per_frame} samples a frame; "
                 f"KaniTTS needs {SAMPLE_RATE} Hz, {SAMPLES_PER_FRAME}"
             )
+        self.decoder = _plain_decoder(model.audio_decoder)
+        self.least_rows = 1
+        if compile:  # batch and length vary: one graph with symbolic sizes, not one per shape
+            self.decoder = torch.compile(self.decoder, dynamic=True)
+            self.least_rows = 2  # torch.compile specializes a size of 1: a lone take would compile again
+            self.decode([np.zeros((NUM_CODEBOOKS, PAD_FRAMES), np.int64)])  # compiled now, as part of loading
 
     def decode(self, codes: list[np.ndarray]) -> list[np.ndarray]:
         """Decode a batch of takes at once.
@@ -98,20 +205,22 @@ class Codec:
         if not todo:
             return out
         longest = -(-max(codes[i].shape[1] for i in todo) // PAD_FRAMES) * PAD_FRAMES  # causal: padding at the end is inert
-        tokens = torch.zeros((len(todo), NUM_CODEBOOKS, longest), dtype=torch.long)
-        lengths = torch.zeros(len(todo), dtype=torch.long)
+        rows = max(len(todo), self.least_rows)
+        tokens = torch.zeros((rows, NUM_CODEBOOKS, longest), dtype=torch.long)
+        lengths = torch.zeros(rows, dtype=torch.long)
         for row, i in enumerate(todo):
             tokens[row, :, : codes[i].shape[1]] = torch.from_numpy(codes[i])
             lengths[row] = codes[i].shape[1]
         try:
             with torch.inference_mode():
-                audio, audio_len = self.model.decode(tokens=tokens.to(self.device), tokens_len=lengths.to(self.device))
+                latents = self.model.dequantize(tokens=tokens.to(self.device), tokens_len=lengths.to(self.device))
+                audio = self.decoder(latents)
         except torch.OutOfMemoryError as err:
             raise CodecError("out of GPU memory while decoding: lower --gpu-memory (the speech engine's "
                              "share) to leave the codec more; finished chunks are kept") from err
         audio = audio.float().cpu().numpy()
         for row, i in enumerate(todo):
-            out[i] = audio[row, : int(audio_len[row])].copy()
+            out[i] = audio[row, : int(lengths[row]) * SAMPLES_PER_FRAME].copy()
         return out
 
 

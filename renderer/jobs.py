@@ -47,7 +47,7 @@ BOOK_KEYS = ("voice", "format", "chapters", "lexicon", "cast", "directions", "ki
 JOB_KEYS = ("description", "schedule", "inputs", "out", "engine", *BOOK_KEYS)
 INPUT_KEYS = ("path", *BOOK_KEYS)
 ENGINE_KEYS = ("model", "codec", "quantize", "max-seqs", "gpu-memory", "engines", "retries", "keep-runaways", "seed",
-               "eager")
+               "eager", "compile-codec")
 MIN_GPU_MEMORY, MAX_GPU_MEMORY = 0.05, 0.99  # fraction of the GPU, as `render --gpu-memory` takes it
 
 
@@ -280,7 +280,7 @@ class _Checker:
                 raise self.error("engine.gpu-memory", f"must be between {MIN_GPU_MEMORY} and {MAX_GPU_MEMORY}, "
                                                       f"not {memory}")
             values["gpu-memory"] = memory
-        for key in ("quantize", "keep-runaways", "eager"):
+        for key in ("quantize", "keep-runaways", "eager", "compile-codec"):
             if (flag := self.typed(table, key, bool, None, "engine.")) is not None:
                 values[key] = flag
         model, codec = self.typed(table, "model", str, None, "engine."), self.typed(table, "codec", str, None, "engine.")
@@ -295,7 +295,7 @@ class _Checker:
             if not Path(codec).is_file():
                 raise self.error("engine.codec", f"{codec}: no such codec file")
         names = {"max-seqs": "max_num_seqs", "gpu-memory": "gpu_memory_utilization", "keep-runaways": "keep_runaways",
-                 "eager": "enforce_eager", "engines": "replicas"}
+                 "eager": "enforce_eager", "engines": "replicas", "compile-codec": "compile_codec"}
         return EngineOptions(**{names.get(k, k): v for k, v in values.items()}), model, codec
 
 

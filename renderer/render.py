@@ -441,7 +441,7 @@ def _render_here(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec_
     """In this process: stored takes first, then each model's engine in turn with all its chunks of
     every book; takes decoded in batches on a worker thread while the engine generates."""
     begun = time.perf_counter()
-    codec = load_codec(codec_source)
+    codec = load_codec(codec_source, compile=options.compile_codec)
     run.seconds["codec_load"] = time.perf_counter() - begun
 
     def all_takes() -> Iterator[Take]:

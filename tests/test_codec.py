@@ -1,8 +1,10 @@
-"""The NeMo nano codec (real NeMo code, tiny random weights): batched decode, padding, lengths."""
+"""The NeMo nano codec (real NeMo code, tiny random weights): batched decode, padding, lengths, and
+our plain decoder against NeMo's own."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from renderer.codec import SAMPLES_PER_FRAME, CodecError, batches_by_frames, load_codec
 
@@ -27,6 +29,38 @@ def test_padding_in_a_batch_does_not_change_a_take(codec):
     alone = codec.decode([short])[0]
     batched = codec.decode([short, long])[0]
     np.testing.assert_allclose(batched, alone, atol=1e-5)
+
+
+def nemo_decode(codec, codes: list[np.ndarray]) -> list[np.ndarray]:
+    """NeMo's own AudioCodecModel.decode of one padded batch, trimmed to each take's length."""
+    tokens = torch.zeros((len(codes), 4, max(c.shape[1] for c in codes)), dtype=torch.long)
+    for row, c in enumerate(codes):
+        tokens[row, :, : c.shape[1]] = torch.from_numpy(c)
+    with torch.inference_mode():
+        audio, lengths = codec.model.decode(tokens=tokens, tokens_len=torch.tensor([c.shape[1] for c in codes]))
+    return [audio[row, : int(lengths[row])].float().numpy() for row in range(len(codes))]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_our_decoder_gives_nemos_audio(tiny_models, precision):
+    codec = load_codec(str(tiny_models[1]), device="cpu", precision=precision)
+    rng = np.random.default_rng(2)
+    codes = [rng.integers(0, 4032, size=(4, n)) for n in (30, 7, 51)]
+    for ours, nemo in zip(codec.decode(codes), nemo_decode(codec, codes), strict=True):
+        assert len(ours) == len(nemo)
+        np.testing.assert_allclose(ours, nemo, atol=1e-6)
+
+
+@pytest.mark.slow  # two minutes of compiling on the CPU
+def test_compiled_decoder_gives_the_same_audio_for_every_batch_shape(tiny_models, codec):
+    torch._dynamo.utils.counters.clear()
+    compiled = load_codec(str(tiny_models[1]), device="cpu", compile=True)  # compiles once, while loading
+    rng = np.random.default_rng(3)
+    for n, frames in ((3, 30), (1, 12), (5, 80)):  # a lone take is padded to two rows: no second compile
+        codes = [rng.integers(0, 4032, size=(4, frames - i)) for i in range(n)]
+        for ours, eager in zip(compiled.decode(codes), codec.decode(codes), strict=True):
+            np.testing.assert_allclose(ours, eager, atol=1e-5)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
 
 
 def test_missing_codec_file_is_one_clear_line(tmp_path):

@@ -53,6 +53,8 @@ class EngineOptions:
     # "codes": the frame processor samples over the 4,033 candidates of each position (vLLM runs
     # greedy); "vllm": the processor only masks and vLLM samples over the whole vocabulary.
     sampler: str = "codes"
+    # The codec's decoder under torch.compile (Codec): a run's decode setting travels with its engine's.
+    compile_codec: bool = False
 
     def engines_to_start(self) -> int:
         """`replicas`, or its default where it is 0: GPU_REPLICAS on a GPU, 1 on the CPU."""
