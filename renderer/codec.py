@@ -41,7 +41,10 @@ def _plain_decoder(nemo_decoder):
     from nemo.collections.common.parts.utils import ClampActivation, HalfSnake, Snake
 
     def frozen(tensor):
-        return torch.nn.Parameter(tensor.detach().clone(), requires_grad=False)
+        return None if tensor is None else torch.nn.Parameter(tensor.detach().clone(), requires_grad=False)
+
+    def unsupported(what) -> CodecError:
+        return CodecError(f"codec decoder: {what} is not supported (only the nano codec's causal HiFi-GAN)")
 
     class Activation(torch.nn.Module):
         """Snake (x + sin(alpha x)^2 / alpha) on the first `snake` channels, leaky ReLU on the rest."""
@@ -50,18 +53,20 @@ def _plain_decoder(nemo_decoder):
             super().__init__()
             inner = nemo.activation
             snake = inner.snake_act if isinstance(inner, HalfSnake) else inner if isinstance(inner, Snake) else None
+            relu = inner.lrelu if isinstance(inner, HalfSnake) else inner
             if snake is None and not isinstance(inner, torch.nn.LeakyReLU):
-                raise CodecError(f"codec decoder: activation {type(inner).__name__} is not supported")
+                raise unsupported(f"activation {type(inner).__name__}")
             self.snake = snake.alpha.shape[1] if snake is not None else 0
             self.alpha = frozen(snake.alpha) if snake is not None else None
             self.whole = isinstance(inner, Snake)
+            self.slope = getattr(relu, "negative_slope", 0.0)
 
         def forward(self, x):
             if self.alpha is None:
-                return F.leaky_relu(x)
+                return F.leaky_relu(x, self.slope)
             head = x[:, : self.snake]
             head = head + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * head).pow(2)  # NeMo's eps
-            return head if self.whole else torch.cat([head, F.leaky_relu(x[:, self.snake :])], dim=1)
+            return head if self.whole else torch.cat([head, F.leaky_relu(x[:, self.snake :], self.slope)], dim=1)
 
     class Conv(torch.nn.Module):
         """A causal convolution: left-padded by its reach, stride 1."""
@@ -69,6 +74,8 @@ def _plain_decoder(nemo_decoder):
         def __init__(self, nemo):
             super().__init__()
             conv = nemo.conv
+            if conv.stride[0] != 1 or nemo.extra_pad_mode != "constant":
+                raise unsupported(f"a convolution of stride {conv.stride[0]}, padded {nemo.extra_pad_mode!r}")
             self.weight, self.bias = frozen(conv.weight), frozen(conv.bias)
             self.dilation = conv.dilation[0]
             self.reach = (conv.kernel_size[0] - 1) * self.dilation
@@ -104,7 +111,7 @@ def _plain_decoder(nemo_decoder):
             super().__init__()
             d = nemo_decoder
             if not isinstance(d.out_activation, (ClampActivation, torch.nn.Tanh)):
-                raise CodecError(f"codec decoder: output {type(d.out_activation).__name__} is not supported")
+                raise unsupported(f"output {type(d.out_activation).__name__}")
             out = d.out_activation
             self.clamp = (out.min_value, out.max_value) if isinstance(out, ClampActivation) else None
             self.pre = Conv(d.pre_conv)

@@ -63,6 +63,21 @@ def test_compiled_decoder_gives_the_same_audio_for_every_batch_shape(tiny_models
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
 
 
+def test_a_decoder_we_do_not_copy_is_one_clear_line(tmp_path):
+    from nemo.collections.tts.models import AudioCodecModel
+    from omegaconf import OmegaConf
+
+    from renderer.tiny import CODEC_SIZES, codec_config
+
+    config = codec_config(CODEC_SIZES["tiny"])
+    config["audio_decoder"]["activation"] = "elu"
+    path = tmp_path / "elu.nemo"
+    AudioCodecModel(cfg=OmegaConf.create(config)).save_to(str(path))
+    with pytest.raises(CodecError, match="codec decoder: activation ELU is not supported") as err:
+        load_codec(str(path), device="cpu")
+    assert "\n" not in str(err.value)
+
+
 def test_missing_codec_file_is_one_clear_line(tmp_path):
     with pytest.raises(CodecError, match="no such codec file"):
         load_codec(str(tmp_path / "missing.nemo"))
