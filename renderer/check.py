@@ -8,6 +8,8 @@ states it, on the decoded audio (ffmpeg reads every format; stereo is mixed down
 - head and tail: how long the file stays at or below ACX's noise floor (-60 dB RMS, in
   BLOCK_SECONDS blocks) before the first sound and after the last.
 - chapters: the chapter markers the file carries (an .m4b's; 0 for files without any).
+- an MP3's encoding (read by mutagen), which ACX also rules on: at least 192 kb/s, constant bit
+  rate, 44.1 kHz. Other formats are checked for levels only: ACX takes uploads as MP3.
 
 The file is decoded a stretch at a time and kept only as per-block sums, so a ten-hour .m4b is
 checked in bounded memory.
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from renderer.audio.export import MP3_KBPS, MP3_SAMPLE_RATE
 from renderer.audio.loudness import (
     ACX_HEAD_SECONDS,
     ACX_NOISE_FLOOR_DB,
@@ -52,6 +55,7 @@ class FileCheck:
     head_seconds: float
     tail_seconds: float
     chapters: int
+    mp3: tuple[int, str, int] | None = None  # an MP3's kb/s, bit-rate mode (CBR, VBR, ...) and Hz
 
     @property
     def failures(self) -> list[str]:
@@ -69,6 +73,11 @@ class FileCheck:
             found.append(f"head {head:.2f} s outside {ACX_HEAD_SECONDS[0]:g}-{ACX_HEAD_SECONDS[1]:g} s")
         if not ACX_TAIL_SECONDS[0] <= tail <= ACX_TAIL_SECONDS[1]:
             found.append(f"tail {tail:.2f} s outside {ACX_TAIL_SECONDS[0]:g}-{ACX_TAIL_SECONDS[1]:g} s")
+        if self.mp3 is not None:
+            kbps, mode, rate = self.mp3
+            if kbps < MP3_KBPS or mode in ("VBR", "ABR") or rate != MP3_SAMPLE_RATE:
+                found.append(f"MP3 {kbps} kb/s {mode} at {rate / 1000:g} kHz, not {MP3_KBPS} kb/s CBR at "
+                             f"{MP3_SAMPLE_RATE / 1000:g} kHz")
         return found
 
     @property
@@ -79,6 +88,8 @@ class FileCheck:
         """`PASS path: RMS ..., peak ..., ...` or `FAIL path: ...; failing: ...`, one line."""
         measured = (f"RMS {self.rms_db:.1f} dB, peak {self.peak_db:.1f} dBFS, noise floor {self.noise_floor_db:.1f} dB, "
                     f"head {self.head_seconds:.2f} s, tail {self.tail_seconds:.2f} s, {self.chapters} chapters")
+        if self.mp3 is not None:
+            measured += f", MP3 {self.mp3[0]} kb/s {self.mp3[1]} {self.mp3[2] / 1000:g} kHz"
         if self.passed:
             return f"PASS {self.path}: {measured}"
         return f"FAIL {self.path}: {measured}; failing: {', '.join(self.failures)}"
@@ -113,7 +124,7 @@ def check_file(path: Path) -> FileCheck:
     """
     if not path.is_file():
         raise RendererError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
-    rate, chapters = _probe(path)
+    rate, chapters, codec = _probe(path)
     energy, peak, lengths = _blocks(path, rate)
     if not len(lengths):
         raise RendererError(f"{path}: no audio in the file (0 samples)")
@@ -128,7 +139,22 @@ def check_file(path: Path) -> FileCheck:
         head_seconds=float(lengths[:_run_length(quiet)].sum()) / rate,
         tail_seconds=float(lengths[len(lengths) - _run_length(quiet[::-1]):].sum()) / rate,
         chapters=chapters,
+        mp3=_mp3_encoding(path) if codec == "mp3" else None,
     )
+
+
+def _mp3_encoding(path: Path) -> tuple[int, str, int]:
+    """(kb/s, bit-rate mode, Hz) from the MP3's frame and Xing/Info headers. A file without such a
+    header is taken as CBR: encoders write one for VBR ("Xing"), lame for CBR too ("Info")."""
+    from mutagen import MutagenError
+    from mutagen.mp3 import MP3, BitrateMode
+
+    try:
+        info = MP3(path).info
+    except MutagenError as err:
+        raise RendererError(f"{path}: its MP3 frames cannot be read ({err})") from None
+    mode = {BitrateMode.VBR: "VBR", BitrateMode.ABR: "ABR"}.get(info.bitrate_mode, "CBR")
+    return round(info.bitrate / 1000), mode, info.sample_rate
 
 
 def _run_length(flags: np.ndarray) -> int:
@@ -145,8 +171,8 @@ def _noise_floor(energy: np.ndarray, lengths: np.ndarray, window: int) -> float:
     return db(float(np.sqrt(max(means.min(), 0.0))))
 
 
-def _probe(path: Path) -> tuple[int, int]:
-    """(sample rate of the first audio stream, chapter markers) from ffprobe."""
+def _probe(path: Path) -> tuple[int, int, str]:
+    """(sample rate of the first audio stream, chapter markers, its codec's name) from ffprobe."""
     result = _run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_streams", "-show_chapters",
                    "-of", "json", str(path)], path)
     try:
@@ -155,7 +181,8 @@ def _probe(path: Path) -> tuple[int, int]:
         raise RendererError(f"{path}: ffprobe gave no answer about the file") from None
     if not info.get("streams"):
         raise RendererError(f"{path}: no audio stream in the file")
-    return int(info["streams"][0]["sample_rate"]), len(info.get("chapters", []))
+    stream = info["streams"][0]
+    return int(stream["sample_rate"]), len(info.get("chapters", [])), stream.get("codec_name", "")
 
 
 def _blocks(path: Path, rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

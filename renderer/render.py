@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from renderer.audio.assemble import ASSEMBLY_VERSION, assemble_chapter
-from renderer.audio.export import PER_CHAPTER, book_filename, chapter_filename, write_book_m4b, write_chapter
+from renderer.audio.export import (
+    PER_CHAPTER,
+    book_filename,
+    chapter_filename,
+    encoding,
+    write_book_m4b,
+    write_chapter,
+)
 from renderer.audio.loudness import DEFAULT_LUFS, master, mastering_version
 from renderer.book import Book, Chapter, ChapterAudio, Chunk, RendererError, Take, Voice
 from renderer.codec import DECODE_BATCH_FRAMES, FRAMES_PER_SECOND, SAMPLE_RATE, load_codec
@@ -154,7 +161,7 @@ class _ChapterWriter:
 
     def fingerprint(self, chapters: list[int]) -> str:
         keys = [self.keys[id(c)] for index in chapters for c in self.plan[index]]
-        return file_print(keys, self.options.fmt, mastering_version(ASSEMBLY_VERSION, self.options.loudness))
+        return file_print(keys, encoding(self.options.fmt), mastering_version(ASSEMBLY_VERSION, self.options.loudness))
 
     def up_to_date(self, path: Path, chapters: list[int]) -> bool:
         return path.is_file() and self.prints.get(path.name) == self.fingerprint(chapters)

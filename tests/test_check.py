@@ -36,6 +36,31 @@ def test_a_mastered_file_passes(tmp_path):
     assert measured.chapters == 0 and ", 0 chapters" in result.output
 
 
+def test_mp3s_are_held_to_acx_encoding(tmp_path):
+    from pydub import AudioSegment
+
+    from renderer.audio.export import write_chapter
+    from renderer.book import ChapterAudio
+    from renderer.read import read_book
+
+    (tmp_path / "b.md").write_text("# Book\n\n## One\n\nWords.\n")
+    book = read_book(tmp_path / "b.md")
+    ours = write_chapter(ChapterAudio(book.chapters[0], mastered(), RATE), tmp_path, "mp3", book)
+    wav = AudioSegment.from_wav(write(tmp_path / "good.wav", mastered()))
+    low = tmp_path / "low.mp3"
+    wav.export(low, format="mp3", bitrate="96k")
+    vbr = tmp_path / "vbr.mp3"
+    wav.export(vbr, format="mp3", parameters=["-ar", "44100", "-q:a", "2"])
+    result = check(ours, low, vbr)
+    lines = result.stdout.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 3, result.output
+    assert "Error: 2 of 3 file(s) fail ACX" in result.output
+    assert lines[0].startswith("PASS ") and lines[0].endswith(", MP3 192 kb/s CBR 44.1 kHz"), lines[0]
+    assert lines[1].startswith(f"FAIL {low}")
+    assert "failing: MP3 96 kb/s CBR at 22.05 kHz, not 192 kb/s CBR at 44.1 kHz" in lines[1]
+    assert lines[2].startswith(f"FAIL {vbr}") and "kb/s VBR at 44.1 kHz, not 192 kb/s CBR" in lines[2]
+
+
 def test_a_loud_clipped_file_fails_naming_what(tmp_path):
     loud = np.clip(speech_like(-8.0) * 4, -1.0, 1.0)  # clipped at full scale
     path = write(tmp_path / "loud.wav", loud)

@@ -150,6 +150,7 @@ def test_written_files_meet_acx_and_each_chapter_is_at_the_target_or_held_to_acx
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 3 and all(line.startswith("PASS ") for line in lines)
+    assert all(line.endswith(", 0 chapters, MP3 192 kb/s CBR 44.1 kHz") for line in lines[:2])  # ACX's upload spec
     assert lines[-1].endswith(", 2 chapters")  # the .m4b
     assert check_file(m4b).chapters == 2
 

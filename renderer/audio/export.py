@@ -20,12 +20,20 @@ from renderer.book import Book, Chapter, ChapterAudio, RendererError
 FORMATS = ("wav", "flac", "mp3", "m4b")
 PER_CHAPTER = ("wav", "flac", "mp3")  # m4b is one file for the whole book
 PCM_SUBTYPE = "PCM_16"
-MP3_BITRATE = "96k"  # mono speech
+# MP3 as ACX takes uploads: 192 kb/s or more, constant bit rate, 44.1 kHz (resampled from 22,050 Hz)
+MP3_KBPS = 192
+MP3_SAMPLE_RATE = 44_100  # Hz
 AAC_BITRATE = "64k"  # mono speech, the common audiobook rate
 AUTHOR_TITLE = "author-title"
 LAYOUTS = ("flat", AUTHOR_TITLE)  # --layout: files in OUT, or in OUT/Author/Title/
 UNKNOWN_AUTHOR = "Unknown Author"  # the folder of a book that names no author
 FILENAME_BAD = re.compile(r'[\\/:*?"<>|\x00-\x1f]+')
+
+
+def encoding(fmt: str) -> str:
+    """What a file of `fmt` is written as, for its fingerprint: a file written otherwise (MP3s at
+    96 kb/s before 2026-11-30) is remade."""
+    return f"mp3 {MP3_KBPS}k {MP3_SAMPLE_RATE}" if fmt == "mp3" else fmt
 
 
 class ExportError(RendererError):
@@ -85,7 +93,8 @@ def write_chapter(audio: ChapterAudio, folder: Path, fmt: str, book: Book, narra
 
             soundfile.write(tmp, audio.samples, audio.sample_rate, subtype=PCM_SUBTYPE, format=fmt.upper())
         elif fmt == "mp3":
-            _segment(audio.samples, audio.sample_rate).export(tmp, format="mp3", bitrate=MP3_BITRATE)
+            _segment(audio.samples, audio.sample_rate).export(  # a bit rate alone makes lame write CBR
+                tmp, format="mp3", bitrate=f"{MP3_KBPS}k", parameters=["-ar", str(MP3_SAMPLE_RATE)])
         else:
             raise ExportError(f"{fmt}: not a per-chapter format")
         last = max(chapter.index for chapter in book.chapters)  # numbered as in the book
