@@ -93,11 +93,11 @@ def main() -> None:
                 signal = sum(float(np.sum(r.astype(np.float64) ** 2)) for r in reference[size])
                 error = sum(float(np.sum((r.astype(np.float64) - a) ** 2)) for r, a in zip(reference[size], audio, strict=True))
                 snr = round(10 * np.log10(signal / max(error, 1e-30)), 1)
+            peak = round(torch.cuda.max_memory_allocated() / 2**30, 1) if gpu else ""
             rows.append({"date": datetime.date.today().isoformat(), "gpu": device_name(), "precision": precision,
                          "how": how, "batch": size, "ms_per_batch": round(1000 * seconds, 1),
                          "x_realtime": round(size * FRAMES / FRAMES_PER_SECOND / seconds),
-                         "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1) if gpu else "", "first_call_s": round(first, 1),
-                         "snr_vs_fp32_db": snr})
+                         "peak_gib": peak, "first_call_s": round(first, 1), "snr_vs_fp32_db": snr})
             print(rows[-1], flush=True)
         del codec
         if gpu:

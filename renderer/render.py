@@ -23,16 +23,16 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from renderer.audio.assemble import ASSEMBLY_VERSION, assemble_chapter
+from renderer.audio.assemble import assemble_chapter
 from renderer.audio.export import (
     PER_CHAPTER,
     book_filename,
     chapter_filename,
-    encoding,
     write_book_m4b,
     write_chapter,
+    written_print,
 )
-from renderer.audio.loudness import DEFAULT_LUFS, master, mastering_version
+from renderer.audio.loudness import DEFAULT_LUFS, master
 from renderer.book import Book, Chapter, ChapterAudio, Chunk, RendererError, Take, Voice
 from renderer.codec import DECODE_BATCH_FRAMES, FRAMES_PER_SECOND, SAMPLE_RATE, load_codec
 from renderer.speech.engine import EngineOptions, SpeechEngine, check_model
@@ -42,7 +42,6 @@ from renderer.store import (
     STORE_DIR,
     RenderLock,
     TakeStore,
-    file_print,
     read_json,
     take_key,
     write_json,
@@ -161,7 +160,7 @@ class _ChapterWriter:
 
     def fingerprint(self, chapters: list[int]) -> str:
         keys = [self.keys[id(c)] for index in chapters for c in self.plan[index]]
-        return file_print(keys, encoding(self.options.fmt), mastering_version(ASSEMBLY_VERSION, self.options.loudness))
+        return written_print(keys, self.options.fmt, self.options.loudness)
 
     def up_to_date(self, path: Path, chapters: list[int]) -> bool:
         return path.is_file() and self.prints.get(path.name) == self.fingerprint(chapters)

@@ -3,17 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from renderer.audio.assemble import ASSEMBLY_VERSION
-from renderer.audio.export import encoding
-from renderer.audio.loudness import mastering_version
+from renderer.audio.export import written_print
 from renderer.book import RendererError
-from renderer.store import FILE_PRINTS, RENDER_PLAN, STORE_DIR, TakeStore, file_print, read_json
+from renderer.store import FILE_PRINTS, RENDER_PLAN, STORE_DIR, TakeStore, read_json
 
 
 def _file_state(out: Path, name: str, keys: list[str], fmt: str, prints: dict, loudness: float | None) -> str:
     if not (out / name).is_file():
         return "not written"
-    made = file_print(keys, encoding(fmt), mastering_version(ASSEMBLY_VERSION, loudness))
+    made = written_print(keys, fmt, loudness)
     return "complete" if prints.get(name) == made else "out of date"
 
 

@@ -14,8 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from renderer.audio.assemble import ASSEMBLY_VERSION
+from renderer.audio.loudness import mastering_version
 from renderer.audio.tags import book_tags, write_tags
 from renderer.book import Book, Chapter, ChapterAudio, RendererError
+from renderer.store import file_print
 
 FORMATS = ("wav", "flac", "mp3", "m4b")
 PER_CHAPTER = ("wav", "flac", "mp3")  # m4b is one file for the whole book
@@ -30,10 +33,12 @@ UNKNOWN_AUTHOR = "Unknown Author"  # the folder of a book that names no author
 FILENAME_BAD = re.compile(r'[\\/:*?"<>|\x00-\x1f]+')
 
 
-def encoding(fmt: str) -> str:
-    """What a file of `fmt` is written as, for its fingerprint: a file written otherwise (MP3s at
-    96 kb/s before 2026-11-30) is remade."""
-    return f"mp3 {MP3_KBPS}k {MP3_SAMPLE_RATE}" if fmt == "mp3" else fmt
+def written_print(keys: list[str], fmt: str, loudness: float | None) -> str:
+    """The fingerprint of a file made from the takes `keys` as `fmt` at `loudness`: its takes, the
+    assembly, the mastering and the encoding (a file written otherwise, such as an MP3 at 96 kb/s
+    before 2026-11-30, is remade)."""
+    encoding = f"mp3 {MP3_KBPS}k {MP3_SAMPLE_RATE}" if fmt == "mp3" else fmt
+    return file_print(keys, encoding, mastering_version(ASSEMBLY_VERSION, loudness))
 
 
 class ExportError(RendererError):
