@@ -52,6 +52,7 @@ bench:
     python bench/speech_bench.py --model /tmp/models/kani --case "1 engine" --replicas 1
     python bench/speech_bench.py --model /tmp/models/kani --case "vLLM's sampler, 1 engine, sync" --sampler vllm --no-async --replicas 1
     python bench/codec_bench.py --codec /tmp/models/codec.nemo
+    python bench/codec_bench.py --codec /tmp/models/codec.nemo --new-shapes --cases bf16:eager,bf16:tuned,bf16:compiled
     python bench/codec_bench.py --codec /tmp/models/codec.nemo --profile
     python bench/render_bench.py --models /tmp/models --repeat 30
     python bench/render_bench.py --models /tmp/models --repeat 30 --replicas 1 --case "1 engine"
@@ -59,9 +60,10 @@ bench:
     python bench/render_bench.py --models /tmp/models --repeat 30 --ray --case "on a local Ray, 1 GPU"
     python bench/render_bench.py --models /tmp/models --repeat 10 --replicas 1 --max-seqs 128 --gpu-memory 0.06 --case "8 GiB card"
 
-# On a several-GPU machine: the whole render on Ray with 1, 2, ... speech actors, one per GPU (bench/README.md)
+# On a several-GPU machine: the whole render over 1, 2, ... GPUs, with --data-parallel and on Ray (bench/README.md)
 bench-scaling:
     [ -f /tmp/models/codec.nemo ] || python -m renderer models tiny /tmp/models --size full
+    for n in $(seq 1 $(nvidia-smi -L | wc -l)); do python bench/render_bench.py --models /tmp/models --repeat $((30 * n)) --data-parallel $n --case "--data-parallel $n"; done
     for n in $(seq 1 $(nvidia-smi -L | wc -l)); do python bench/render_bench.py --models /tmp/models --repeat $((30 * n)) --ray --ray-engines $n --case "Ray, $n GPU(s)"; done
 
 clean:

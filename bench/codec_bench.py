@@ -3,6 +3,10 @@ size, in batches of twelve-second takes (150 frames), at each precision, with Ne
 module (as the renderer ran it before 2026-11-30) or ours, eager, cuDNN-tuned or compiled.
 
     python bench/codec_bench.py --codec /tmp/models/codec.nemo [--batches 16,64] [--repeat 5]
+    python bench/codec_bench.py --codec /tmp/models/codec.nemo --new-shapes --cases bf16:eager,bf16:tuned
+
+--new-shapes decodes batches of 24 shapes, as a render's come (3-13 takes of 6-12 s), each shape for
+the first time and then again: what tuning or compiling costs for each new shape.
 
 Also reports how far bf16 output is from fp32 output for the same codes (signal-to-error ratio, dB).
 Appends rows to bench/results/codec.json and rewrites bench/results/codec.md.
@@ -21,6 +25,7 @@ from renderer.codec import CODEBOOK_SIZE, FRAMES_PER_SECOND, NUM_CODEBOOKS, load
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = 150  # a twelve-second take
+NEW_SHAPES = [(rows, frames) for rows in (3, 5, 7, 9, 11, 13) for frames in (75, 100, 125, 150)]
 COLUMNS = ("date", "gpu", "precision", "how", "batch", "ms_per_batch", "x_realtime", "peak_gib", "first_call_s",
            "snr_vs_fp32_db")
 
@@ -47,12 +52,31 @@ def nemo_decoder(module):
     return decode
 
 
+def new_shapes(codec, rng) -> list[dict]:
+    """Each of NEW_SHAPES decoded once (the first call of each shape), then all again: a row each."""
+    import torch
+
+    audio = sum(rows * frames for rows, frames in NEW_SHAPES) / FRAMES_PER_SECOND
+    rows = []
+    for when in ("first", "again"):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        begun = time.perf_counter()
+        for size, frames in NEW_SHAPES:
+            codec.decode([rng.integers(0, CODEBOOK_SIZE, (NUM_CODEBOOKS, frames)) for _ in range(size)])
+        seconds = time.perf_counter() - begun
+        rows.append({"batch": f"{len(NEW_SHAPES)} shapes, {when}", "ms_per_batch": round(1000 * seconds / len(NEW_SHAPES), 1),
+                     "x_realtime": round(audio / seconds)})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--codec", required=True)
     parser.add_argument("--batches", default="16,64")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--cases", default="fp32:eager,fp32:nemo,bf16:nemo,bf16:eager,bf16:tuned,bf16:compiled")
+    parser.add_argument("--new-shapes", action="store_true", help="batches of 24 new shapes, as a render's come")
     parser.add_argument("--profile", action="store_true", help="print where one bf16 batch of 16 spends its GPU time")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
@@ -69,11 +93,14 @@ def main() -> None:
     rows = []
     for case in args.cases.split(","):
         precision, how = case.split(":")  # how: eager, tuned (cuDNN picks conv algorithms), compiled, or nemo
-        codec = load_codec(args.codec, precision=precision, tune_convs=how in ("tuned", "compiled"),
-                           compile=how == "compiled")
+        codec = load_codec(args.codec, precision=precision, tune_convs=how == "tuned", compile=how == "compiled")
         if how == "nemo":
             codec.decoder = nemo_decoder(codec.model.audio_decoder)
-        for size in sizes:
+        if args.new_shapes:
+            rows += [{"date": datetime.date.today().isoformat(), "gpu": device_name(), "precision": precision,
+                      "how": how, **row} for row in new_shapes(codec, rng)]
+            print(rows[-2:], flush=True)
+        for size in [] if args.new_shapes else sizes:
             batch = takes[:size]
             if gpu:
                 torch.cuda.reset_peak_memory_stats()

@@ -30,7 +30,7 @@ from renderer.speech.kani import TOKENS_PER_FRAME
 from renderer.speech.voices import resolve_voice
 
 ROOT = Path(__file__).resolve().parents[1]
-COLUMNS = ("date", "gpu", "vllm", "case", "quantize", "sampler", "async", "replicas", "gpu_memory", "max_seqs", "codec_compiled", "ray", "gpus", "chunks", "audio_s", "engine_start_s", "codec_load_s",
+COLUMNS = ("date", "gpu", "vllm", "case", "quantize", "sampler", "async", "replicas", "data_parallel", "gpu_memory", "max_seqs", "codec_compiled", "ray", "gpus", "chunks", "audio_s", "engine_start_s", "codec_load_s",
            "generate_s", "tokens_per_s", "generate_x_realtime", "decode_s", "decode_x_realtime", "total_s",
            "render_x_realtime", "peak_gpu_gib")
 
@@ -43,29 +43,34 @@ def repeated(book: Book, times: int) -> Book:
 
 
 class PeakMemory:
-    """GPU memory in use, sampled every 0.2 s with nvidia-smi: the peak of the device-wide total and
-    each process's own peak (vLLM's engines run in processes of their own)."""
+    """GPU memory in use, sampled every 0.2 s with nvidia-smi: the peak of the device-wide total, each
+    process's own peak (vLLM's engines run in processes of their own) and each GPU's (by its bus id)."""
 
     def __init__(self):
         self.peak = 0.0
         self.by_process: dict[str, float] = {}
+        self.by_gpu: dict[str, float] = {}
         self.stop = threading.Event()
 
     def sample(self) -> None:
-        query = ["nvidia-smi", "--query-compute-apps=pid,process_name,used_memory", "--format=csv,noheader,nounits"]
+        query = ["nvidia-smi", "--query-compute-apps=pid,process_name,used_memory,gpu_bus_id",
+                 "--format=csv,noheader,nounits"]
         while not self.stop.wait(0.2):
             try:
                 lines = subprocess.run(query, capture_output=True, text=True, check=True).stdout.splitlines()
             except (OSError, subprocess.CalledProcessError):
                 return
-            total = 0.0
+            total, gpus = 0.0, {}
             for line in lines:
-                pid, name, used = (part.strip() for part in line.split(","))
+                pid, name, used, bus = (part.strip() for part in line.split(","))
                 gib = float(used) / 1024
                 total += gib
+                gpus[bus] = gpus.get(bus, 0.0) + gib
                 key = f"{pid} {Path(name).name}"
                 self.by_process[key] = max(self.by_process.get(key, 0.0), gib)
             self.peak = max(self.peak, total)
+            for bus, gib in gpus.items():
+                self.by_gpu[bus] = max(self.by_gpu.get(bus, 0.0), gib)
 
     def __enter__(self):
         threading.Thread(target=self.sample, daemon=True).start()
@@ -87,6 +92,8 @@ def main() -> None:
     parser.add_argument("--async", dest="async_", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--case", default="defaults")
     parser.add_argument("--replicas", type=int, default=EngineOptions.replicas, help="engines side by side on the GPU (0: auto)")
+    parser.add_argument("--data-parallel", type=int, default=EngineOptions.data_parallel,
+                        help="GPUs to spread the engines over, --replicas on each (0: every GPU)")
     parser.add_argument("--compile-codec", action="store_true", help="torch.compile the codec's decoder")
     parser.add_argument("--ray", action="store_true", help="render on a local Ray (renderer/cluster.py)")
     parser.add_argument("--ray-engines", type=int, default=0, help="with --ray: speech actors (0: one per GPU)")
@@ -100,7 +107,8 @@ def main() -> None:
     book = repeated(read_book(args.book), args.repeat)
     engine = EngineOptions(quantize=args.quantize, max_num_seqs=args.max_seqs, gpu_memory_utilization=args.gpu_memory,
                            length_margin=1.0, retries=0, keep_runaways=True, sampler=args.sampler, replicas=args.replicas,
-                           async_scheduling=args.async_, compile_codec=args.compile_codec)
+                           async_scheduling=args.async_, compile_codec=args.compile_codec,
+                           data_parallel=args.data_parallel)
     with tempfile.TemporaryDirectory() as out, PeakMemory() as memory:
         report = render_book(book, RenderOptions(voice=voice, out=Path(out), fmt="flac", engine=engine, progress=False),
                              cluster=RayOptions(engines=args.ray_engines) if args.ray else None)
@@ -115,6 +123,7 @@ def main() -> None:
         "quantize": "bitsandbytes" if args.quantize else "none",
         "sampler": args.sampler,
         "async": args.async_, "replicas": engine.engines_to_start(),
+        "data_parallel": len(engine.gpus_to_use()) if not args.ray else "",
         "gpu_memory": args.gpu_memory,
         "max_seqs": args.max_seqs,
         "codec_compiled": args.compile_codec,
@@ -134,6 +143,7 @@ def main() -> None:
         "render_x_realtime": round(speech / (s["total"] - s["engine_start"] - s["codec_load"]), 1),
         "peak_gpu_gib": round(memory.peak, 1),
         "peak_gib_by_process": {k: round(v, 2) for k, v in memory.by_process.items()},
+        "peak_gib_by_gpu": {k: round(v, 2) for k, v in memory.by_gpu.items()},
         "env": {k: v for k, v in os.environ.items() if k.startswith("VLLM_")},
     }
     print(json.dumps(row))

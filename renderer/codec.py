@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ SAMPLES_PER_FRAME = math.prod(UPSAMPLE_RATES)  # 1,764 samples a frame
 FRAMES_PER_SECOND = SAMPLE_RATE / SAMPLES_PER_FRAME  # 12.5 frames a second
 DEFAULT_CODEC = "nvidia/nemo-nano-codec-22khz-0.6kbps-12.5fps"
 DECODE_BATCH_FRAMES = 150 * 16  # frames in one decode batch: 16 twelve-second chunks, about 4 GiB at fp32
-PAD_FRAMES = 25  # a batch's length is padded to a multiple of this (2 s): fewer shapes for cuDNN to tune
+PAD_FRAMES = 25  # a batch's length is padded to a multiple of this (2 s): fewer shapes to compile or tune for
 
 
 class CodecError(RendererError):
@@ -133,13 +134,14 @@ def _plain_decoder(nemo_decoder):
     return Decoder().to(next(nemo_decoder.parameters()).dtype).eval()
 
 
-def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_convs: bool = True,
+def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_convs: bool = False,
                compile: bool = False):
     """Load the codec from a local `.nemo` file (restore_from) or a hub id (from_pretrained).
 
     precision: the decoder's weights and activations, "bf16" or "fp32" ("auto": bf16 on a GPU, fp32
-    on the CPU). tune_convs: on a GPU, let cuDNN time its convolution algorithms for each new shape
-    (batches are padded to PAD_FRAMES steps, so shapes repeat). compile: torch.compile the decoder
+    on the CPU). tune_convs: on a GPU, let cuDNN time its convolution algorithms for each new shape;
+    off by default: on an H200 each new shape cost about 2.6 s of timing, a render's batches come in
+    many shapes, and the tuned decoder ran no faster (bench/README.md). compile: torch.compile the decoder
     (ours, not NeMo's, whose type checks broke the graph) once, with symbolic batch and length, while
     loading: a minute or more. Returns a `Codec`. Raises CodecError with one line when it
     cannot be loaded.
@@ -219,7 +221,9 @@ class Codec:
             tokens[row, :, : codes[i].shape[1]] = torch.from_numpy(codes[i])
             lengths[row] = codes[i].shape[1]
         try:
-            with torch.inference_mode():
+            # The current device for what NeMo makes without naming one: cuda:1's codec works on cuda:1.
+            on_device = torch.cuda.device(self.device) if self.device.startswith("cuda") else nullcontext()
+            with torch.inference_mode(), on_device:
                 latents = self.model.dequantize(tokens=tokens.to(self.device), tokens_len=lengths.to(self.device))
                 audio = self.decoder(latents)
         except torch.OutOfMemoryError as err:

@@ -46,7 +46,7 @@ MANUAL, SCHEDULED, MISSED = "manual", "schedule", "missed"
 BOOK_KEYS = ("voice", "format", "chapters", "lexicon", "cast", "directions", "kind", "all-matter")
 JOB_KEYS = ("description", "schedule", "inputs", "out", "engine", *BOOK_KEYS)
 INPUT_KEYS = ("path", *BOOK_KEYS)
-ENGINE_KEYS = ("model", "codec", "quantize", "max-seqs", "gpu-memory", "engines", "retries", "keep-runaways", "seed",
+ENGINE_KEYS = ("model", "codec", "quantize", "max-seqs", "gpu-memory", "engines", "data-parallel", "retries", "keep-runaways", "seed",
                "eager", "compile-codec")
 MIN_GPU_MEMORY, MAX_GPU_MEMORY = 0.05, 0.99  # fraction of the GPU, as `render --gpu-memory` takes it
 
@@ -274,7 +274,8 @@ class _Checker:
                 raise self.error(f"engine.{key}", f"must be {least} or more, not {value}")
             return {} if value is None else {key: value}
 
-        values = {**whole("max-seqs", 1), **whole("engines", 0), **whole("retries", 0), **whole("seed")}
+        values = {**whole("max-seqs", 1), **whole("engines", 0), **whole("data-parallel", 0),
+                  **whole("retries", 0), **whole("seed")}
         if (memory := self.typed(table, "gpu-memory", float, None, "engine.")) is not None:
             if not MIN_GPU_MEMORY <= memory <= MAX_GPU_MEMORY:
                 raise self.error("engine.gpu-memory", f"must be between {MIN_GPU_MEMORY} and {MAX_GPU_MEMORY}, "
@@ -295,7 +296,8 @@ class _Checker:
             if not Path(codec).is_file():
                 raise self.error("engine.codec", f"{codec}: no such codec file")
         names = {"max-seqs": "max_num_seqs", "gpu-memory": "gpu_memory_utilization", "keep-runaways": "keep_runaways",
-                 "eager": "enforce_eager", "engines": "replicas", "compile-codec": "compile_codec"}
+                 "eager": "enforce_eager", "engines": "replicas", "data-parallel": "data_parallel",
+                 "compile-codec": "compile_codec"}
         return EngineOptions(**{names.get(k, k): v for k, v in values.items()}), model, codec
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -423,6 +425,9 @@ def _render_plans(plans: list[_BookPlan], engine_options: EngineOptions, progres
     for model in _by_model(missing):
         check_model(model)  # a typo in --model fails now, not after the codec has loaded
     codec = _one_codec([c for plan in plans for c in plan.chunks])
+    if cluster is not None and engine_options.data_parallel != 1:
+        raise RendererError("--data-parallel spreads engines over one host's GPUs without Ray; on Ray, each GPU "
+                            "gets its own speech actor (--ray-engines)")
     started = time.perf_counter()
     run.seconds.update(codec_load=0.0, engine_start=0.0, generate=0.0, decode=0.0)
     routes = _Routes(plans, run, engine_options, progress, on_finished)
@@ -445,10 +450,16 @@ def _render_plans(plans: list[_BookPlan], engine_options: EngineOptions, progres
 def _render_here(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec_source: str, options: EngineOptions,
                  run: RunReport, routes: _Routes) -> None:
     """In this process: stored takes first, then each model's engine in turn with all its chunks of
-    every book; takes decoded in batches on a worker thread while the engine generates."""
+    every book; takes decoded in batches on a worker thread while the engine generates. With
+    --data-parallel N, the engines are spread over N GPUs and a codec on each decodes, N threads."""
     begun = time.perf_counter()
-    codec = load_codec(codec_source, compile=options.compile_codec)
+    gpus = options.gpus_to_use()  # more GPUs asked for than there are: said now, before anything loads
+    codecs: queue.SimpleQueue = queue.SimpleQueue()  # those free to decode
+    for device in [f"cuda:{k}" for k in range(len(gpus))] if len(gpus) > 1 else ["auto"]:
+        codecs.put(load_codec(codec_source, device=device, compile=options.compile_codec))
+    decoders = codecs.qsize()
     run.seconds["codec_load"] = time.perf_counter() - begun
+    counting = threading.Lock()
 
     def all_takes() -> Iterator[Take]:
         for plan in plans:
@@ -469,12 +480,17 @@ def _render_here(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec_
 
     def decode(batch: list[Take]) -> list[Take]:
         begun = time.perf_counter()
-        for take, audio in zip(batch, codec.decode([t.codes for t in batch]), strict=True):
-            take.audio = audio
-        run.seconds["decode"] += time.perf_counter() - begun
+        codec = codecs.get()
+        try:
+            for take, audio in zip(batch, codec.decode([t.codes for t in batch]), strict=True):
+                take.audio = audio
+        finally:
+            codecs.put(codec)
+        with counting:  # summed over the decoding threads
+            run.seconds["decode"] += time.perf_counter() - begun
         return batch
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
+    with ThreadPoolExecutor(max_workers=decoders, thread_name_prefix="decode") as pool:
         inflight: list[Future] = []
         batch: list[Take] = []
         batch_frames = 0

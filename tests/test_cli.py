@@ -33,6 +33,18 @@ def test_unknown_voice(tmp_path):
     assert_one_line_error(run(book, "--voice", "en:bob"), "no speaker 'bob'", "andrew, katie")
 
 
+def test_data_parallel_past_the_gpus_there_are_is_one_line(tmp_path, tiny_models):
+    """Said before a codec or engine loads (here: a CPU, no GPU at all), and nothing is written."""
+    book = tmp_path / "b.md"
+    book.write_text("# B\n\nSome text to speak.\n")
+    model, codec = tiny_models
+    result = run(book, "--model", model, "--codec", codec, "--data-parallel", 2, "--quiet")
+    assert_one_line_error(result, "--data-parallel 2: no GPU is visible here")
+    assert not list((tmp_path / "b").glob("*.wav"))
+    with_ray = run(book, "--model", model, "--codec", codec, "--data-parallel", 2, "--ray", "--quiet")
+    assert_one_line_error(with_ray, "--data-parallel spreads engines over one host's GPUs without Ray")
+
+
 def test_unreadable_model_path(tmp_path):
     book = tmp_path / "b.md"
     book.write_text("# B\n\nSome text to speak.\n")

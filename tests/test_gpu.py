@@ -44,3 +44,30 @@ def test_full_size_render_with_bitsandbytes(full_models, tmp_path):
     for f in files:
         info = soundfile.info(f)
         assert info.samplerate == SAMPLE_RATE and info.frames > SAMPLE_RATE
+
+
+def test_data_parallel_starts_an_engine_on_each_gpu(full_models):
+    """--data-parallel 2: an engine core on each GPU (each takes its memory share of that GPU), and
+    every chunk comes back."""
+    import torch
+
+    from renderer.book import Chunk, Voice
+    from renderer.speech.engine import EngineOptions, SpeechEngine
+
+    if torch.cuda.device_count() < 2:
+        pytest.skip("one GPU here")
+    free = [torch.cuda.mem_get_info(k)[0] for k in range(2)]
+    options = EngineOptions(replicas=1, data_parallel=2, gpu_memory_utilization=0.3, length_margin=1.0, retries=0,
+                            keep_runaways=True)
+    engine = SpeechEngine(str(full_models / "kani"), options)
+    try:
+        taken = [(free[k] - torch.cuda.mem_get_info(k)[0]) / 2**30 for k in range(2)]
+        total = torch.cuda.get_device_properties(0).total_memory / 2**30
+        assert all(gib > 0.2 * total for gib in taken), taken  # each about 0.3 of its GPU
+        voice = Voice("en", "andrew", str(full_models / "kani"), "unused")
+        chunks = [Chunk(1, i, i, f"Sentence number {i}.", voice, seconds=1.0) for i in range(8)]
+        takes = list(engine.takes(chunks))
+    finally:
+        engine.close()
+    assert sorted(t.chunk.index for t in takes) == list(range(8))
+    assert all(t.codes.shape[0] == 4 and 0 < t.codes.shape[1] <= 13 for t in takes)  # 1 s: 13 frames at most

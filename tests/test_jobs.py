@@ -225,6 +225,7 @@ def mistakes(tiny_models) -> list[tuple[str, str, str]]:
         (good.replace("retries = 0", "retries = -1"), "engine.retries", "must be 0 or more"),
         (good.replace("keep-runaways = true", "keep-runaways = 'yes'"), "engine.keep-runaways", "true or false"),
         (good + "compile-codec = 1\n", "engine.compile-codec", "true or false"),
+        (good + "data-parallel = -2\n", "engine.data-parallel", "must be 0 or more"),
     ]
 
 
@@ -248,9 +249,10 @@ def test_job_file_mistakes_are_one_line_naming_file_and_key(library, tiny_models
 def test_engine_keys_become_the_engine_options(library, tiny_models):
     path = library.parent / "mistake-0" / "compiled.toml"  # beside ../books, as the good job is
     path.parent.mkdir(exist_ok=True)
-    path.write_text(job_text(tiny_models, inputs='["../books/*.md"]') + "compile-codec = true\neager = true\n")
+    path.write_text(job_text(tiny_models, inputs='["../books/*.md"]') + "compile-codec = true\neager = true\ndata-parallel = 2\n")
     engine = load_job(path).engine
     assert engine.compile_codec and engine.enforce_eager and engine.retries == 0 and engine.keep_runaways
+    assert engine.data_parallel == 2
 
 
 def test_shipped_example_jobs_are_valid():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from renderer.book import Chunk, Voice
 from renderer.codec import CODEBOOK_SIZE
 from renderer.speech import kani
-from renderer.speech.engine import EngineError, EngineOptions, SpeechEngine, chunk_seed
+from renderer.speech.engine import EngineError, EngineOptions, SpeechEngine, _only_gpu, chunk_seed
 
 
 def test_prompt_is_laid_out_as_trained():
@@ -53,6 +54,28 @@ def test_chunk_seed_depends_on_text_voice_and_attempt():
     assert chunk_seed(a, 0, 0) != chunk_seed(a, 1, 0)
     assert chunk_seed(a, 0, 0) != chunk_seed(Chunk(1, 0, 0, "Hello there!", voice, seconds=1.0), 0, 0)
     assert 0 <= chunk_seed(a, 0, 0) < 2**31
+
+
+def test_data_parallel_names_each_gpu_as_its_engine_process_will_see_it(monkeypatch):
+    """The GPUs an engine may be put on, as CUDA_VISIBLE_DEVICES names them (a two-GPU host is
+    pretended here; tests/test_gpu.py starts engines on two real ones)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")  # this process sees physical GPUs 3 and 5
+    assert EngineOptions(data_parallel=0).gpus_to_use() == ["3", "5"]
+    assert EngineOptions().gpus_to_use() == ["3"]
+    with pytest.raises(EngineError, match="--data-parallel 4: only 2 GPU"):
+        EngineOptions(data_parallel=4).gpus_to_use()
+    with _only_gpu("5"):
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "5"
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "3,5"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert EngineOptions(data_parallel=2).gpus_to_use() == ["0", "1"]
+    with _only_gpu("1"):
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
 
 
 def test_missing_model_folder_is_one_clear_line(tmp_path):

@@ -46,6 +46,9 @@ class EngineOptions:
     # step's Python work (scheduling, bookkeeping) keeps one engine's GPU mostly idle. 0: GPU_REPLICAS
     # on a GPU, 1 on the CPU (where engines run in this process, one after another).
     replicas: int = 0
+    # GPUs of this host to spread the engines over (`replicas` on each, each GPU's memory shared as
+    # on one), with a codec on each to decode: 1 by default, 0 for every visible GPU.
+    data_parallel: int = 1
     seed: int = 0  # mixed into every chunk's seed
     temperature: float = kani.TEMPERATURE
     top_p: float = kani.TOP_P
@@ -59,6 +62,19 @@ class EngineOptions:
     def engines_to_start(self) -> int:
         """`replicas`, or its default where it is 0: GPU_REPLICAS on a GPU, 1 on the CPU."""
         return self.replicas or (GPU_REPLICAS if _on_gpu() else 1)
+
+    def gpus_to_use(self) -> list[str]:
+        """The GPUs the engines go on, as CUDA_VISIBLE_DEVICES names them for a child process ([]
+        on the CPU). Raises EngineError if more are asked for than are visible."""
+        visible = visible_gpus()
+        if not visible:
+            if self.data_parallel > 1:
+                raise EngineError(f"--data-parallel {self.data_parallel}: no GPU is visible here")
+            return []
+        wanted = self.data_parallel or len(visible)
+        if wanted > len(visible):
+            raise EngineError(f"--data-parallel {wanted}: only {len(visible)} GPU(s) visible here")
+        return visible[:wanted]
 
     def take_settings(self) -> dict:
         """The settings that change which codes a chunk gets (the key of a stored take)."""
@@ -87,6 +103,34 @@ def _on_gpu() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def visible_gpus() -> list[str]:
+    """This process's GPUs, in torch's order (cuda:0, cuda:1...), each as CUDA_VISIBLE_DEVICES
+    names it, so that a child process given that one name sees that GPU alone."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    named = [n.strip() for n in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if n.strip()]
+    return named[:count] if "CUDA_VISIBLE_DEVICES" in os.environ else [str(k) for k in range(count)]
+
+
+@contextmanager
+def _only_gpu(name: str | None):
+    """CUDA_VISIBLE_DEVICES set to one GPU while an engine starts, so that its spawned engine core
+    (which reads the variable when it starts) runs there; as it was afterwards. None: unchanged."""
+    if name is None:
+        yield
+        return
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = name
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["CUDA_VISIBLE_DEVICES"]
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = before
 
 
 @contextmanager
@@ -120,11 +164,14 @@ class SpeechEngine:
         self.options = options
         check_model(model)
         self.tokenizer = self._load_tokenizer()
-        self.replicas = options.engines_to_start()
+        self.replicas = options.engines_to_start()  # on each GPU
+        self.gpus = options.gpus_to_use()
         self.llms = []
         try:
-            for _ in range(self.replicas):  # one after another: vLLM sizes its memory from what is free
-                self.llms.append(self._load_llm())
+            # One after another (vLLM sizes its memory from what is free), dealt over the GPUs.
+            for k in range(self.replicas * max(1, len(self.gpus))):
+                with _only_gpu(self.gpus[k % len(self.gpus)] if len(self.gpus) > 1 else None):
+                    self.llms.append(self._load_llm())
         except EngineError:
             self.close()
             raise
@@ -235,8 +282,8 @@ class SpeechEngine:
 
         A runaway (max_tokens reached without END_OF_SPEECH) is queued again with another seed, up
         to `retries` times; after that it is yielded with finished=False (its codes cut at the
-        budget, kept only if keep_runaways). With several replicas, each renders its share of the
-        chunks (dealt longest first); they are stepped in turn, each engine core running on its own
+        budget, kept only if keep_runaways). With several engines (replicas, GPUs), each renders its
+        share of the chunks (dealt longest first); they are stepped in turn, each engine core running on its own
         process meanwhile (on the CPU, where they run in this process, simply one after another).
         """
         ordered = sorted(chunks, key=lambda c: -c.seconds) if len(self.llms) > 1 else list(chunks)
