@@ -65,8 +65,8 @@ def new_shapes(codec, rng) -> list[dict]:
         for size, frames in NEW_SHAPES:
             codec.decode([rng.integers(0, CODEBOOK_SIZE, (NUM_CODEBOOKS, frames)) for _ in range(size)])
         seconds = time.perf_counter() - begun
-        rows.append({"batch": f"{len(NEW_SHAPES)} shapes, {when}", "ms_per_batch": round(1000 * seconds / len(NEW_SHAPES), 1),
-                     "x_realtime": round(audio / seconds)})
+        rows.append({"batch": f"{len(NEW_SHAPES)} shapes, {when}",
+                     "ms_per_batch": round(1000 * seconds / len(NEW_SHAPES), 1), "x_realtime": round(audio / seconds)})
     return rows
 
 
@@ -96,9 +96,10 @@ def main() -> None:
         codec = load_codec(args.codec, precision=precision, tune_convs=how == "tuned", compile=how == "compiled")
         if how == "nemo":
             codec.decoder = nemo_decoder(codec.model.audio_decoder)
+        case_columns = {"date": datetime.date.today().isoformat(), "gpu": device_name(), "precision": precision,
+                        "how": how}
         if args.new_shapes:
-            rows += [{"date": datetime.date.today().isoformat(), "gpu": device_name(), "precision": precision,
-                      "how": how, **row} for row in new_shapes(codec, rng)]
+            rows += [{**case_columns, **row} for row in new_shapes(codec, rng)]
             print(rows[-2:], flush=True)
         for size in [] if args.new_shapes else sizes:
             batch = takes[:size]
@@ -121,8 +122,7 @@ def main() -> None:
                 error = sum(float(np.sum((r.astype(np.float64) - a) ** 2)) for r, a in zip(reference[size], audio, strict=True))
                 snr = round(10 * np.log10(signal / max(error, 1e-30)), 1)
             peak = round(torch.cuda.max_memory_allocated() / 2**30, 1) if gpu else ""
-            rows.append({"date": datetime.date.today().isoformat(), "gpu": device_name(), "precision": precision,
-                         "how": how, "batch": size, "ms_per_batch": round(1000 * seconds, 1),
+            rows.append({**case_columns, "batch": size, "ms_per_batch": round(1000 * seconds, 1),
                          "x_realtime": round(size * FRAMES / FRAMES_PER_SECOND / seconds),
                          "peak_gib": peak, "first_call_s": round(first, 1), "snr_vs_fp32_db": snr})
             print(rows[-1], flush=True)

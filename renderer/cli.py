@@ -114,7 +114,8 @@ def ray_options(address: str | None, engines: int):
 @click.option("--engines", type=click.IntRange(0), default=0, show_default=True,
               help="Speech engines side by side on the GPU, sharing --gpu-memory (0: 3 on a GPU, 1 on the CPU).")
 @click.option("--data-parallel", type=click.IntRange(0), default=1, show_default=True, metavar="N",
-              help="Spread the engines over N GPUs of this host, --engines on each, with a codec on each (0: every GPU).")
+              help="Spread the engines over N GPUs of this host, --engines on each, with a codec on each "
+                   "(0: every GPU).")
 @click.option("--retries", type=click.IntRange(0), default=2, show_default=True,
               help="New seeds tried for a chunk that never ends.")
 @click.option("--keep-runaways", is_flag=True, help="Keep a chunk that never ends (cut at its budget) instead of failing its chapter.")
@@ -133,8 +134,9 @@ def ray_options(address: str | None, engines: int):
                    "audiobook servers file them.")
 @_ray_options
 @_script_options
-def book_command(path, voice, out, fmt, model, codec, quantize, max_seqs, gpu_memory, engines, data_parallel, retries, keep_runaways, seed, eager, compile_codec,
-                 quiet, chapters, lexicon, all_matter, loudness, layout, ray_address, ray_engines, input_kind, cast_file, directions):
+def book_command(path, voice, out, fmt, model, codec, quantize, max_seqs, gpu_memory, engines, data_parallel, retries,
+                 keep_runaways, seed, eager, compile_codec, quiet, chapters, lexicon, all_matter, loudness, layout,
+                 ray_address, ray_engines, input_kind, cast_file, directions):
     """Render BOOK (.epub or .md) into one audio file per chapter (m4b: one file with chapters)."""
     from renderer.audio.export import layout_folder
     from renderer.cast import load_cast

@@ -46,8 +46,8 @@ MANUAL, SCHEDULED, MISSED = "manual", "schedule", "missed"
 BOOK_KEYS = ("voice", "format", "chapters", "lexicon", "cast", "directions", "kind", "all-matter")
 JOB_KEYS = ("description", "schedule", "inputs", "out", "engine", *BOOK_KEYS)
 INPUT_KEYS = ("path", *BOOK_KEYS)
-ENGINE_KEYS = ("model", "codec", "quantize", "max-seqs", "gpu-memory", "engines", "data-parallel", "retries", "keep-runaways", "seed",
-               "eager", "compile-codec")
+ENGINE_KEYS = ("model", "codec", "quantize", "max-seqs", "gpu-memory", "engines", "data-parallel", "retries",
+               "keep-runaways", "seed", "eager", "compile-codec")
 MIN_GPU_MEMORY, MAX_GPU_MEMORY = 0.05, 0.99  # fraction of the GPU, as `render --gpu-memory` takes it
 
 

@@ -454,10 +454,10 @@ def _render_here(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec_
     --data-parallel N, the engines are spread over N GPUs and a codec on each decodes, N threads."""
     begun = time.perf_counter()
     gpus = options.gpus_to_use()  # more GPUs asked for than there are: said now, before anything loads
+    devices = [f"cuda:{k}" for k in range(len(gpus))] if len(gpus) > 1 else ["auto"]
     codecs: queue.SimpleQueue = queue.SimpleQueue()  # those free to decode
-    for device in [f"cuda:{k}" for k in range(len(gpus))] if len(gpus) > 1 else ["auto"]:
+    for device in devices:
         codecs.put(load_codec(codec_source, device=device, compile=options.compile_codec))
-    decoders = codecs.qsize()
     run.seconds["codec_load"] = time.perf_counter() - begun
     counting = threading.Lock()
 
@@ -490,7 +490,7 @@ def _render_here(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec_
             run.seconds["decode"] += time.perf_counter() - begun
         return batch
 
-    with ThreadPoolExecutor(max_workers=decoders, thread_name_prefix="decode") as pool:
+    with ThreadPoolExecutor(max_workers=len(devices), thread_name_prefix="decode") as pool:
         inflight: list[Future] = []
         batch: list[Take] = []
         batch_frames = 0
