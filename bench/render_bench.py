@@ -98,6 +98,8 @@ def main() -> None:
     parser.add_argument("--ray", action="store_true", help="render on a local Ray (renderer/cluster.py)")
     parser.add_argument("--ray-engines", type=int, default=0, help="with --ray: speech actors (0: one per GPU)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--progress", action="store_true",
+                        help="the render's progress bars on stderr (to see how far a cut-off case got)")
     args = parser.parse_args()
 
     import torch
@@ -110,7 +112,7 @@ def main() -> None:
                            async_scheduling=args.async_, compile_codec=args.compile_codec,
                            data_parallel=args.data_parallel)
     with tempfile.TemporaryDirectory() as out, PeakMemory() as memory:
-        report = render_book(book, RenderOptions(voice=voice, out=Path(out), fmt="flac", engine=engine, progress=False),
+        report = render_book(book, RenderOptions(voice=voice, out=Path(out), fmt="flac", engine=engine, progress=args.progress),
                              cluster=RayOptions(engines=args.ray_engines) if args.ray else None)
     s = report.seconds
     speech = report.tokens / TOKENS_PER_FRAME / FRAMES_PER_SECOND

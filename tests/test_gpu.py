@@ -46,10 +46,12 @@ def test_full_size_render_with_bitsandbytes(full_models, tmp_path):
         assert info.samplerate == SAMPLE_RATE and info.frames > SAMPLE_RATE
 
 
-def test_data_parallel_starts_an_engine_on_each_gpu(full_models):
+def test_data_parallel_starts_an_engine_on_each_gpu(full_models, monkeypatch):
     """--data-parallel 2: an engine core on each GPU (each takes its memory share of that GPU), and
     every chunk comes back."""
     import torch
+
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")  # conftest's CPU setting: engines in this process
 
     from renderer.book import Chunk, Voice
     from renderer.speech.engine import EngineOptions, SpeechEngine

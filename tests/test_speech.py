@@ -64,6 +64,7 @@ def test_data_parallel_names_each_gpu_as_its_engine_process_will_see_it(monkeypa
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")  # this process sees physical GPUs 3 and 5
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")  # engine cores in processes of their own
     assert EngineOptions(data_parallel=0).gpus_to_use() == ["3", "5"]
     assert EngineOptions().gpus_to_use() == ["3"]
     with pytest.raises(EngineError, match="--data-parallel 4: only 2 GPU"):
@@ -76,6 +77,10 @@ def test_data_parallel_names_each_gpu_as_its_engine_process_will_see_it(monkeypa
     with _only_gpu("1"):
         assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
     assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process engines: CUDA_VISIBLE_DEVICES is moot
+    with pytest.raises(EngineError, match="--data-parallel 2: VLLM_ENABLE_V1_MULTIPROCESSING=0 keeps every engine"):
+        EngineOptions(data_parallel=2).gpus_to_use()
+    assert EngineOptions(data_parallel=1).gpus_to_use() == ["0"]
 
 
 def test_missing_model_folder_is_one_clear_line(tmp_path):

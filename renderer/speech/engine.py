@@ -74,6 +74,9 @@ class EngineOptions:
         wanted = self.data_parallel or len(visible)
         if wanted > len(visible):
             raise EngineError(f"--data-parallel {wanted}: only {len(visible)} GPU(s) visible here")
+        if wanted > 1 and os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0":  # all would share this process's GPU
+            raise EngineError(f"--data-parallel {wanted}: VLLM_ENABLE_V1_MULTIPROCESSING=0 keeps every engine in this "
+                              "process, on one GPU; unset it")
         return visible[:wanted]
 
     def take_settings(self) -> dict:
