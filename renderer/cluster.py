@@ -19,7 +19,6 @@ import logging
 import math
 import os
 import pickle
-import queue
 import re
 import signal
 import socket
@@ -43,8 +42,8 @@ SPEECH_GPU_SHARE = 0.75  # of a GPU per speech actor: two never share a GPU, and
 CODEC_GPU_SHARE = 0.25
 SPEECH_BATCH = 4096  # chunks a speech actor queues at once at most (a lost actor redoes at most these)
 DECODE_BATCH = 32  # takes a codec actor decodes at once
-FLUSH_TAKES = 16  # a speech actor hands on its finished takes once this many wait (all that wait)...
-FLUSH_SECONDS = 0.5  # ...or this long after the first of them, whichever comes first
+FLUSH_TAKES = 16  # a speech actor hands on its finished takes in groups of this many...
+FLUSH_SECONDS = 0.5  # ...or after this long, whichever comes first
 CONNECT_SECONDS = 5  # for a cluster's address to answer
 FORWARDED_ENV = ("HF_", "VLLM_", "RENDERER_")  # environment the actors get from this process (not CUDA_*: Ray sets that)
 
@@ -78,8 +77,9 @@ def _connect(ray, address: str | None) -> bool:
         env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
         on_term = signal.getsignal(signal.SIGTERM)
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                     runtime_env={"env_vars": env})
+            # RENDERER_RAY_LOGS=1: the actors' own output (vLLM's engine logs among it) shown here, to diagnose.
+            ray.init(address=address, include_dashboard=False, log_to_driver=os.environ.get("RENDERER_RAY_LOGS") == "1",
+                     logging_level=logging.ERROR, runtime_env={"env_vars": env})
         except Exception as err:  # Ray raises ConnectionError, RuntimeError, ValueError...
             where = address or os.environ.get("RAY_ADDRESS") or "a new local instance"
             raise RendererError(f"Ray at {where}: cannot connect: {first_line(err)}") from err
@@ -133,59 +133,6 @@ def _codes(row_codes: bytes, frames: int) -> np.ndarray:
     return np.frombuffer(row_codes, dtype=np.int16).reshape(4, frames).astype(np.int64)
 
 
-_END = object()
-
-
-def in_groups(items: Iterator, size: int, seconds: float) -> Iterator[list]:
-    """`items` run on a thread of their own, handed on in groups as they come: a group goes once
-    `seconds` have passed since its first item, or at once when `size` are waiting (then with all
-    that are). The thread keeps going while the caller holds this generator at a `yield`: Ray Data
-    pauses an actor's generator there until its outputs are read, and an engine stepped by that
-    generator itself sat idle meanwhile (a third of its speed, measured on an H200). An exception
-    of `items` is raised here, after the groups before it."""
-    made: queue.SimpleQueue = queue.SimpleQueue()
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                made.put(item)
-                if stop.is_set():
-                    break
-        except BaseException as err:  # noqa: BLE001 - raised again on the caller's side
-            made.put(err)
-        finally:
-            getattr(items, "close", lambda: None)()  # a generator's own clean-up runs now, here
-            made.put(_END)
-
-    threading.Thread(target=produce, name="in-groups", daemon=True).start()
-    try:
-        while True:
-            group, deadline = [], None
-            while True:
-                if deadline is None:
-                    timeout = None  # the first of a group: as long as it takes
-                elif len(group) >= size:
-                    timeout = 0.0  # full: only what is waiting already
-                else:
-                    timeout = max(0.0, deadline - time.monotonic())
-                try:
-                    item = made.get(block=timeout != 0.0, timeout=timeout or None)
-                except queue.Empty:
-                    break
-                if item is _END or isinstance(item, BaseException):
-                    if group:
-                        yield group
-                    if item is _END:
-                        return
-                    raise item
-                group.append(item)
-                deadline = deadline or time.monotonic() + seconds
-            yield group
-    finally:
-        stop.set()
-
-
 class SpeechActor:
     """One speech engine (on one GPU, or the CPU). Called with a batch of chunks: yields groups of
     takes as they finish, each saved to its book's take store first."""
@@ -218,14 +165,15 @@ class SpeechActor:
                 todo.append(chunk)
         if stored:
             yield self._hand_on(stored, fresh=False)
-
-        def saved() -> Iterator[tuple[int, Take]]:
-            for take in self.engine.takes(todo):
-                i, key, store = where[id(take.chunk)]
-                store.save(take, key)
-                yield i, take
-
-        for group in in_groups(saved(), FLUSH_TAKES, FLUSH_SECONDS):
+        group, last = [], time.monotonic()
+        for take in self.engine.takes(todo):
+            i, key, store = where[id(take.chunk)]
+            store.save(take, key)
+            group.append((i, take))
+            if len(group) >= FLUSH_TAKES or time.monotonic() - last >= FLUSH_SECONDS:
+                yield self._hand_on(group, fresh=True)
+                group, last = [], time.monotonic()
+        if group:
             yield self._hand_on(group, fresh=True)
 
     def _hand_on(self, takes: list[tuple[int, Take]], fresh: bool) -> dict[str, np.ndarray]:

@@ -4,7 +4,6 @@ two-book job file for file as the one-process path does (the same per-chunk seed
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +12,8 @@ import soundfile
 from click.testing import CliRunner
 from conftest import assert_same_files, stored, write_books
 
-from renderer.book import RendererError
 from renderer.cli import main
-from renderer.cluster import RayOptions, in_groups
+from renderer.cluster import RayOptions
 from renderer.jobs import JobState, load_job, run_job
 
 BOOKS = {
@@ -112,39 +110,3 @@ def test_serve_runs_each_job_on_ray(folder):
         assert len(books) == 2 and all("Ray at 127.0.0.1:9: cannot connect" in line for line in books), status
     finally:
         job.unlink()
-
-
-def test_in_groups_keeps_producing_while_its_consumer_is_held():
-    """A speech actor's engine runs on while Ray holds the actor's generator at a `yield`: here
-    the consumer sleeps after the first group, and every later item is made meanwhile."""
-    made_at = []
-
-    def items():
-        for k in range(20):
-            time.sleep(0.01)
-            made_at.append(time.monotonic())
-            yield k
-
-    groups = in_groups(items(), size=4, seconds=5.0)
-    first = next(groups)
-    held = time.monotonic()
-    time.sleep(0.6)  # the 16 items left take 0.16 s to make
-    rest = list(groups)
-    assert first == [0, 1, 2, 3]
-    assert max(made_at) < held + 0.6  # all made while held
-    assert rest == [list(range(4, 20))]  # then handed on together, all that waited
-    assert [k for g in [first, *rest] for k in g] == list(range(20))
-
-
-def test_in_groups_hands_on_a_short_group_after_its_seconds_and_raises_after_the_groups_before():
-    def items():
-        yield "a"
-        time.sleep(0.3)
-        yield "b"
-        raise RendererError("engine stopped")
-
-    groups = in_groups(items(), size=16, seconds=0.05)
-    assert next(groups) == ["a"]  # did not wait for a full group
-    assert next(groups) == ["b"]
-    with pytest.raises(RendererError, match="engine stopped"):
-        next(groups)
