@@ -60,6 +60,10 @@ bench:
     python bench/render_bench.py --models /tmp/models --repeat 30 --ray --case "on a local Ray, 1 GPU"
     python bench/render_bench.py --models /tmp/models --repeat 10 --replicas 1 --max-seqs 128 --gpu-memory 0.06 --case "8 GiB card"
 
+# On the GPU machine: the cases of a case file, each under its own time limit, results to $OUT (bench/README.md)
+bench-session cases="bench/gpu/next.cases":
+    bash bench/gpu/session.sh {{cases}}
+
 # On a several-GPU machine: the whole render over 1, 2, ... GPUs, with --data-parallel and on Ray (bench/README.md)
 bench-scaling:
     [ -f /tmp/models/codec.nemo ] || python -m renderer models tiny /tmp/models --size full

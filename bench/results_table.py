@@ -29,3 +29,33 @@ def append_rows(rows: list[dict], json_path: Path, md_path: Path, columns: tuple
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in every]
     md_path.write_text(header + "\n\n" + "\n".join(lines) + "\n")
+
+
+def merge(folders: list[Path], into: Path) -> int:
+    """Append the rows of every NAME.json under `folders` (as a device session brings them back) to
+    into/NAME.json, and rewrite into/NAME.md with the columns and header it has. Returns the rows."""
+    count = 0
+    for found in sorted(p for folder in folders for p in folder.rglob("*.json")):
+        json_path, md_path = into / found.name, into / found.with_suffix(".md").name
+        if not md_path.exists():
+            raise SystemExit(f"{found}: no {md_path} to take the columns from")
+        text = md_path.read_text()
+        header, table = text.split("\n\n| ", 1)
+        columns = tuple(c.strip() for c in table.split("\n", 1)[0].rstrip(" |").split(" | "))
+        rows = json.loads(found.read_text())
+        append_rows(rows, json_path, md_path, columns, header)
+        count += len(rows)
+        print(f"{found}: {len(rows)} row(s) added to {json_path}")
+    return count
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Merge the results a device session brought back.")
+    parser.add_argument("command", choices=["merge"])
+    parser.add_argument("folders", type=Path, nargs="+", help="folders holding NAME.json files (searched within)")
+    parser.add_argument("--into", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = parser.parse_args()
+    if not merge(args.folders, args.into):
+        raise SystemExit("no results found in " + ", ".join(map(str, args.folders)))

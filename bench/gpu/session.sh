@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One device call's benchmark cases, from a case file, each under its own time limit, one after
+# another. After each case everything so far goes to $OUT/results.tgz, so a call cut off at its limit
+# still returns what finished. Merge what comes back with `python bench/results_table.py merge DIR`.
+#
+#   source bench/gpu/env.sh && bash bench/gpu/session.sh bench/gpu/next.cases
+#
+# A case file has one case a line (# starts a comment):
+#   render NAME SECONDS ARGS...   bench/render_bench.py (with --progress) on /tmp/models
+#   speech NAME SECONDS ARGS...   bench/speech_bench.py on /tmp/models/kani
+#   codec  NAME SECONDS ARGS...   bench/codec_bench.py on /tmp/models/codec.nemo
+#   test   NAME SECONDS ARGS...   the GPU tests (tests/test_gpu.py), ARGS given to pytest
+# ARGS are read as a shell reads them (quote a --case with spaces). Each case's log is in NAME.log,
+# its rows in NAME/, and the times each case started and ended in marks.
+set -uo pipefail
+cases="$1"
+models="${BENCH_MODELS:-/tmp/models}"  # built here first if it holds no codec.nemo
+results="${BENCH_RESULTS:-/tmp/results}"
+out="${OUT:-/tmp/out}"
+mkdir -p "$results" "$out"
+begun=$SECONDS
+mark() { echo "$1 at $((SECONDS - begun)) s" | tee -a "$results/marks"; }
+ship() { tar czf "$out/results.tgz" -C "$(dirname "$results")" "$(basename "$results")"; }
+
+nvidia-smi -L > "$results/gpus.txt" 2>&1
+if [ ! -f "$models/codec.nemo" ]; then
+  python -m renderer models tiny "$models" --size full > "$results/models.log" 2>&1
+  mark "models built"
+fi
+while read -r kind name seconds rest; do
+  case "$kind" in ''|'#'*) continue ;; esac
+  eval "set -- $rest"
+  case "$kind" in
+    render) cmd=(python bench/render_bench.py --models "$models" --progress --results "$results/$name" "$@") ;;
+    speech) cmd=(python bench/speech_bench.py --model "$models/kani" --results "$results/$name" "$@") ;;
+    codec)  cmd=(python bench/codec_bench.py --codec "$models/codec.nemo" --results "$results/$name" "$@") ;;
+    test)   cmd=(env RENDERER_FULL_MODELS="$models" python -m pytest -o addopts="" -m gpu tests/test_gpu.py -q "$@") ;;
+    *) echo "$cases: unknown kind '$kind' (render, speech, codec or test)" >&2; exit 2 ;;
+  esac
+  mark "$name start"
+  timeout "$seconds" "${cmd[@]}" > "$results/$name.log" 2>&1
+  mark "$name rc=$?"
+  ship
+done < "$cases"

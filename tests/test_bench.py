@@ -1,0 +1,72 @@
+"""The benchmark plumbing that runs on the device machine: a session's case file, and merging the
+rows it brings back into bench/results (the benchmarks themselves need the GPU)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+def test_merge_adds_a_sessions_rows_and_keeps_each_tables_columns(tmp_path):
+    into = tmp_path / "results"
+    shutil.copytree(RESULTS, into)
+    before = (into / "render.md").read_text()
+    count = len(json.loads((into / "render.json").read_text()))
+    back = tmp_path / "back" / "results" / "case-a"  # as session.sh's tarball unpacks
+    back.mkdir(parents=True)
+    (back / "render.json").write_text(json.dumps([{"date": "2026-12-01", "case": "a new case", "chunks": 7,
+                                                   "peak_gib_by_gpu": {"0": 1.0}}]))
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "results_table.py"), "merge", str(tmp_path / "back"),
+                             "--into", str(into)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    after = (into / "render.md").read_text()
+    assert after.startswith(before)  # the header, the columns and every earlier row as they were
+    added = after[len(before):].splitlines()
+    assert len(added) == 1 and "| 2026-12-01 |" in added[0] and "| a new case |" in added[0]
+    assert added[0].count("|") == before.splitlines()[-1].count("|")
+    assert len(json.loads((into / "render.json").read_text())) == count + 1
+    assert (into / "codec.md").read_text() == (RESULTS / "codec.md").read_text()  # nothing came back for it
+
+
+def test_merge_of_a_folder_without_results_says_so(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "results_table.py"), "merge", str(tmp_path),
+                             "--into", str(tmp_path)], capture_output=True, text=True, check=False)
+    assert result.returncode != 0 and "no results found in" in result.stderr
+
+
+def test_session_refuses_an_unknown_kind_of_case_by_its_line(tmp_path):
+    cases = tmp_path / "next.cases"
+    cases.write_text("# a comment, then a blank line\n\nbogus first 10 --x\n")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "codec.nemo").touch()  # models already there: none built
+    env = {"PATH": "/usr/bin:/bin", "BENCH_MODELS": str(tmp_path / "models"), "BENCH_RESULTS": str(tmp_path / "r"),
+           "OUT": str(tmp_path / "out")}
+    result = subprocess.run(["bash", str(ROOT / "bench" / "gpu" / "session.sh"), str(cases)], capture_output=True,
+                            text=True, check=False, env=env, cwd=ROOT)
+    assert result.returncode == 2
+    assert f"{cases}: unknown kind 'bogus'" in result.stderr
+
+
+def test_session_runs_each_case_under_its_limit_and_ships_after_each(tmp_path):
+    import tarfile
+
+    cases = tmp_path / "next.cases"
+    cases.write_text('test none 60 -k "no_such_test"\ntest slow 0.01 --co tests/test_text.py\n')
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "codec.nemo").touch()
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "BENCH_MODELS": str(tmp_path / "models"),
+           "BENCH_RESULTS": str(tmp_path / "r"), "OUT": str(tmp_path / "out")}
+    result = subprocess.run(["bash", str(ROOT / "bench" / "gpu" / "session.sh"), str(cases)], capture_output=True,
+                            text=True, check=False, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    marks = (tmp_path / "r" / "marks").read_text()
+    assert "none rc=5 at" in marks  # pytest: nothing selected
+    assert "slow rc=124 at" in marks  # the second case ran past its 0.01-s limit, and the loop went on
+    with tarfile.open(tmp_path / "out" / "results.tgz") as shipped:
+        names = shipped.getnames()
+    assert {"r/marks", "r/none.log", "r/slow.log"} <= set(names)
