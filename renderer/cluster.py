@@ -137,9 +137,15 @@ class SpeechActor:
     """One speech engine (on one GPU, or the CPU). Called with a batch of chunks: yields groups of
     takes as they finish, each saved to its book's take store first."""
 
-    def __init__(self, model: str, options: EngineOptions):
+    def __init__(self, model: str, options: EngineOptions, omp_threads: str | None = None):
         from renderer.speech.engine import SpeechEngine
 
+        # Ray sets OMP_NUM_THREADS=1 in its workers, and the engine process spawned here would inherit
+        # it: the engine starts with this process's own setting instead (`omp_threads`; None: unset).
+        if omp_threads is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = omp_threads
         begun = time.perf_counter()
         self.engine, self.error = None, None
         try:
@@ -254,8 +260,9 @@ def render_on_ray(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec
             generating = time.perf_counter()
             rows = ray.data.from_items(_input_rows(chunks, owner))
             batch = min(SPEECH_BATCH, math.ceil(len(chunks) / engines))
-            speech = rows.map_batches(SpeechActor, fn_constructor_kwargs={"model": model, "options": options},
-                                      batch_size=batch, compute=ray.data.ActorPoolStrategy(size=engines), **speech_res)
+            actor = {"model": model, "options": options, "omp_threads": os.environ.get("OMP_NUM_THREADS")}
+            speech = rows.map_batches(SpeechActor, fn_constructor_kwargs=actor, batch_size=batch,
+                                      compute=ray.data.ActorPoolStrategy(size=engines), **speech_res)
             started = _drain(decode(speech), chunks, run, routes, model)
             # The actors start side by side: the longest start is this pipeline's, the rest generating.
             run.seconds["engine_start"] += started

@@ -56,7 +56,9 @@ def test_session_runs_each_case_under_its_limit_and_ships_after_each(tmp_path):
     import tarfile
 
     cases = tmp_path / "next.cases"
-    cases.write_text('test none 60 -k "no_such_test"\ntest slow 0.01 --co tests/test_text.py\n')
+    cases.write_text('test none 60 -k "no_such_test"\n'
+                     'PYTEST_ADDOPTS=--co test listed 20\n'  # a setting for this case only: list, not run
+                     'test slow 0.01 --co tests/test_text.py\n')
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "codec.nemo").touch()
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "BENCH_MODELS": str(tmp_path / "models"),
@@ -66,7 +68,8 @@ def test_session_runs_each_case_under_its_limit_and_ships_after_each(tmp_path):
     assert result.returncode == 0, result.stderr
     marks = (tmp_path / "r" / "marks").read_text()
     assert "none rc=5 at" in marks  # pytest: nothing selected
+    assert "listed rc=0 at" in marks  # the GPU tests only listed, as its setting asked
     assert "slow rc=124 at" in marks  # the second case ran past its 0.01-s limit, and the loop went on
     with tarfile.open(tmp_path / "out" / "results.tgz") as shipped:
         names = shipped.getnames()
-    assert {"r/marks", "r/none.log", "r/slow.log"} <= set(names)
+    assert {"r/marks", "r/none.log", "r/listed.log", "r/slow.log"} <= set(names)

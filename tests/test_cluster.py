@@ -3,6 +3,7 @@ two-book job file for file as the one-process path does (the same per-chunk seed
 `render jobs run --ray` redecodes a deleted chapter from the stored takes without generating."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -110,3 +111,17 @@ def test_serve_runs_each_job_on_ray(folder):
         assert len(books) == 2 and all("Ray at 127.0.0.1:9: cannot connect" in line for line in books), status
     finally:
         job.unlink()
+
+
+def test_speech_actor_starts_its_engine_with_the_drivers_thread_setting_not_rays(monkeypatch, tmp_path):
+    """Ray sets OMP_NUM_THREADS=1 in its workers; the engine process a speech actor spawns gets the
+    setting of the process that started the run (none, or its own), as on the plain path."""
+    from renderer.cluster import SpeechActor
+    from renderer.speech.engine import EngineOptions
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as in a Ray worker
+    actor = SpeechActor(str(tmp_path / "no-model"), EngineOptions(), omp_threads=None)
+    assert "OMP_NUM_THREADS" not in os.environ
+    assert "no such model folder" in str(actor.error)  # it went on to start the engine
+    SpeechActor(str(tmp_path / "no-model"), EngineOptions(), omp_threads="6")
+    assert os.environ["OMP_NUM_THREADS"] == "6"

@@ -5,7 +5,7 @@
 #
 #   source bench/gpu/env.sh && bash bench/gpu/session.sh bench/gpu/next.cases
 #
-# A case file has one case a line (# starts a comment):
+# A case file has one case a line (# starts a comment), after any VAR=VALUE settings for that case:
 #   render NAME SECONDS ARGS...   bench/render_bench.py (with --progress) on /tmp/models
 #   speech NAME SECONDS ARGS...   bench/speech_bench.py on /tmp/models/kani
 #   codec  NAME SECONDS ARGS...   bench/codec_bench.py on /tmp/models/codec.nemo
@@ -27,18 +27,22 @@ if [ ! -f "$models/codec.nemo" ]; then
   python -m renderer models tiny "$models" --size full > "$results/models.log" 2>&1
   mark "models built"
 fi
-while read -r kind name seconds rest; do
-  case "$kind" in ''|'#'*) continue ;; esac
-  eval "set -- $rest"
+while read -r line; do
+  case "$line" in ''|'#'*) continue ;; esac
+  eval "set -- $line"
+  envs=()
+  while [[ "${1:-}" == [A-Za-z_]*=* ]]; do envs+=("$1"); shift; done
+  kind="${1:-}" name="${2:-}" seconds="${3:-}"
+  shift 3 || true
   case "$kind" in
     render) cmd=(python bench/render_bench.py --models "$models" --progress --results "$results/$name" "$@") ;;
     speech) cmd=(python bench/speech_bench.py --model "$models/kani" --results "$results/$name" "$@") ;;
     codec)  cmd=(python bench/codec_bench.py --codec "$models/codec.nemo" --results "$results/$name" "$@") ;;
-    test)   cmd=(env RENDERER_FULL_MODELS="$models" python -m pytest -o addopts="" -m gpu tests/test_gpu.py -q "$@") ;;
+    test)   cmd=(python -m pytest -o addopts="" -m gpu tests/test_gpu.py -q "$@"); envs+=(RENDERER_FULL_MODELS="$models") ;;
     *) echo "$cases: unknown kind '$kind' (render, speech, codec or test)" >&2; exit 2 ;;
   esac
   mark "$name start"
-  timeout "$seconds" "${cmd[@]}" > "$results/$name.log" 2>&1
+  timeout "$seconds" env "${envs[@]}" "${cmd[@]}" > "$results/$name.log" 2>&1
   mark "$name rc=$?"
   ship
 done < "$cases"
