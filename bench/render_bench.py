@@ -30,7 +30,8 @@ from renderer.speech.kani import TOKENS_PER_FRAME
 from renderer.speech.voices import resolve_voice
 
 ROOT = Path(__file__).resolve().parents[1]
-COLUMNS = ("date", "gpu", "vllm", "case", "quantize", "sampler", "async", "replicas", "data_parallel", "gpu_memory", "max_seqs", "codec_compiled", "ray", "gpus", "chunks", "audio_s", "engine_start_s", "codec_load_s",
+COLUMNS = ("date", "gpu", "vllm", "case", "quantize", "sampler", "async", "replicas", "data_parallel", "gpu_memory",
+           "max_seqs", "codec_compiled", "ray", "gpus", "chunks", "audio_s", "engine_start_s", "codec_load_s",
            "generate_s", "tokens_per_s", "generate_x_realtime", "decode_s", "decode_x_realtime", "total_s",
            "render_x_realtime", "peak_gpu_gib")
 
@@ -112,8 +113,8 @@ def main() -> None:
                            async_scheduling=args.async_, compile_codec=args.compile_codec,
                            data_parallel=args.data_parallel)
     with tempfile.TemporaryDirectory() as out, PeakMemory() as memory:
-        report = render_book(book, RenderOptions(voice=voice, out=Path(out), fmt="flac", engine=engine, progress=args.progress),
-                             cluster=RayOptions(engines=args.ray_engines) if args.ray else None)
+        options = RenderOptions(voice=voice, out=Path(out), fmt="flac", engine=engine, progress=args.progress)
+        report = render_book(book, options, cluster=RayOptions(engines=args.ray_engines) if args.ray else None)
     s = report.seconds
     speech = report.tokens / TOKENS_PER_FRAME / FRAMES_PER_SECOND
     row = {

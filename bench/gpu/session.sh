@@ -38,7 +38,8 @@ while read -r line; do
     render) cmd=(python bench/render_bench.py --models "$models" --progress --results "$results/$name" "$@") ;;
     speech) cmd=(python bench/speech_bench.py --model "$models/kani" --results "$results/$name" "$@") ;;
     codec)  cmd=(python bench/codec_bench.py --codec "$models/codec.nemo" --results "$results/$name" "$@") ;;
-    test)   cmd=(python -m pytest -o addopts="" -m gpu tests/test_gpu.py -q "$@"); envs+=(RENDERER_FULL_MODELS="$models") ;;
+    test)   cmd=(python -m pytest -o addopts="" -m gpu tests/test_gpu.py -q "$@")
+            envs+=(RENDERER_FULL_MODELS="$models") ;;
     *) echo "$cases: unknown kind '$kind' (render, speech, codec or test)" >&2; exit 2 ;;
   esac
   mark "$name start"
