@@ -145,6 +145,9 @@ def main() -> None:
         "total_s": round(s["total"] - s["engine_start"] - s["codec_load"], 1),
         "render_x_realtime": round(speech / (s["total"] - s["engine_start"] - s["codec_load"]), 1),
         "peak_gpu_gib": round(memory.peak, 1),
+        # When each stage was ready, and the takes made, decoded, written (s from the render's start).
+        "marks": {k: round(v, 1) for k, v in sorted(report.marks.items(), key=lambda kv: kv[1])},
+        "engine_steps": max((done for _, done in report.steps), default=0),  # the longest-stepped engine's
         "peak_gib_by_process": {k: round(v, 2) for k, v in memory.by_process.items()},
         "peak_gib_by_gpu": {k: round(v, 2) for k, v in memory.by_gpu.items()},
         "env": {k: v for k, v in os.environ.items() if k.startswith("VLLM_")},

@@ -81,30 +81,15 @@ def profile_steps(engine: SpeechEngine, chunks: list[Chunk], warm: int, steps: i
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--case", required=True)
-    parser.add_argument("--sampler", choices=["codes", "vllm"], default="codes")
-    parser.add_argument("--max-seqs", type=int, default=256)
-    parser.add_argument("--async", dest="async_", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--quantize", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--gpu-memory", type=float, default=0.5)
-    parser.add_argument("--chunks", type=int, default=512)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--one-at-a-time", type=int, default=0)
-    parser.add_argument("--profile-steps", type=int, default=0)
-    parser.add_argument("--barrier", type=Path, help="a folder: wait, after warm-up, until --parties processes are ready")
-    parser.add_argument("--parties", type=int, default=1)
-    parser.add_argument("--replicas", type=int, default=EngineOptions.replicas, help="engines side by side on the GPU (0: auto)")
-    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
-    args = parser.parse_args()
-    if args.profile_steps:
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the model runs in this process, under the profiler
-        args.replicas = 1  # the profile is of one engine's step
-
+def measure(args: argparse.Namespace, base: dict, threads: str = "") -> list[dict]:
+    """Start the engine, warm it up and run the cases: their rows. In this process, or (--ray) in a
+    Ray task, after setting OMP_NUM_THREADS to `threads` ("unset": removed; "": as it is)."""
     import vllm
 
+    if threads == "unset":
+        os.environ.pop("OMP_NUM_THREADS", None)
+    elif threads:
+        os.environ["OMP_NUM_THREADS"] = threads
     options = EngineOptions(quantize=args.quantize, max_num_seqs=args.max_seqs, gpu_memory_utilization=args.gpu_memory,
                             length_margin=1.0, retries=0, keep_runaways=True, sampler=args.sampler, replicas=args.replicas,
                             async_scheduling=args.async_)
@@ -112,13 +97,12 @@ def main() -> None:
     engine = SpeechEngine(args.model, options)
     start = time.perf_counter() - begun
     chunks = bench_chunks(args.model, args.chunks, args.seconds)
-    base = {"date": datetime.date.today().isoformat(), "gpu": device_name(), "vllm": vllm.__version__,
-            "quantize": "bitsandbytes" if args.quantize else "none", "sampler": args.sampler,
-            "async": args.async_, "replicas": engine.replicas, "engine_start_s": round(start, 1)}
+    base = {**base, "vllm": vllm.__version__, "replicas": engine.replicas, "engine_start_s": round(start, 1),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "")}
 
     if args.profile_steps:
         print(profile_steps(engine, chunks, warm=30, steps=args.profile_steps))
-        return
+        return []
 
     list(engine.takes(chunks[: args.max_seqs]))  # warm-up: every batch size once
     if args.barrier:  # several engines on one GPU: measure them over the same window
@@ -141,6 +125,56 @@ def main() -> None:
                      "env": {k: v for k, v in os.environ.items() if k.startswith("VLLM_")}})
         print(json.dumps(rows[-1]))
     engine.close()
+    return rows
+
+
+def on_ray(args: argparse.Namespace, base: dict) -> list[dict]:
+    """`measure` in a task of a local Ray holding one GPU (a CPU without one), without Ray Data: Ray's cost to an engine alone."""
+    import ray
+
+    ray.init(include_dashboard=False, log_to_driver=True)
+    try:
+        task = ray.remote(**({"num_gpus": 1} if ray.cluster_resources().get("GPU") else {"num_cpus": 1}))(measure)
+        rows = ray.get(task.remote(args, base, args.ray_threads))
+    finally:
+        ray.shutdown()
+    return [{**row, "case": f"{row['case']}, in a Ray task (OMP_NUM_THREADS {row['omp_num_threads'] or 'unset'})"}
+            for row in rows]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--case", required=True)
+    parser.add_argument("--sampler", choices=["codes", "vllm"], default="codes")
+    parser.add_argument("--max-seqs", type=int, default=256)
+    parser.add_argument("--async", dest="async_", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--quantize", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--gpu-memory", type=float, default=0.5)
+    parser.add_argument("--chunks", type=int, default=512)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--one-at-a-time", type=int, default=0)
+    parser.add_argument("--profile-steps", type=int, default=0)
+    parser.add_argument("--barrier", type=Path, help="a folder: wait, after warm-up, until --parties processes are ready")
+    parser.add_argument("--parties", type=int, default=1)
+    parser.add_argument("--replicas", type=int, default=EngineOptions.replicas, help="engines side by side on the GPU (0: auto)")
+    parser.add_argument("--ray", action="store_true", help="run in a task of a local Ray, on one GPU, without Ray Data")
+    parser.add_argument("--ray-threads", default="",
+                        help="with --ray: OMP_NUM_THREADS in the task (default: Ray's own, 1; 'unset': none)")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    if args.ray and args.profile_steps:
+        parser.error("--profile-steps runs the engine in this process: not with --ray")
+    if args.profile_steps:
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the model runs in this process, under the profiler
+        args.replicas = 1  # the profile is of one engine's step
+
+    base = {"date": datetime.date.today().isoformat(), "gpu": device_name(),
+            "quantize": "bitsandbytes" if args.quantize else "none", "sampler": args.sampler, "async": args.async_}
+    if args.ray:
+        rows = on_ray(args, base)
+    else:
+        rows = measure(args, base)
     append_rows(rows, args.results / "speech.json", args.results / "speech.md", COLUMNS,
                 "# Speech-stage benchmark (bench/speech_bench.py)\n\nThe project's SpeechEngine alone on a random-weight "
                 "model of kani-tts-400m's size; x realtime = seconds of audio generated per second (50 tokens = 1 s).")

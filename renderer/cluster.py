@@ -107,18 +107,22 @@ def _check_reachable(address: str | None) -> None:
                             "is `ray start --head` running?") from err
 
 
-def _rows_of(takes: list[tuple[int, Take]], fresh: bool, engine_seconds: float = 0.0) -> dict[str, np.ndarray]:
-    """A batch of takes as Ray Data columns (codes as int16 bytes, 4 x frames)."""
+def _rows_of(takes: list[tuple[int, Take, float]], fresh: bool, engine_seconds: float = 0.0,
+             ready_at: float = 0.0) -> dict[str, np.ndarray]:
+    """A batch of (id, take, when made) as Ray Data columns (codes as int16 bytes, 4 x frames).
+    Times named *_at are wall-clock (time.time()), for the run's marks."""
     return {
-        "id": np.array([i for i, _ in takes], dtype=np.int64),
-        "codes": np.array([t.codes.astype(np.int16).tobytes() for _, t in takes], dtype=object),
-        "frames": np.array([t.codes.shape[1] for _, t in takes], dtype=np.int64),
-        "finished": np.array([t.finished for _, t in takes], dtype=bool),
-        "attempts": np.array([t.attempts for _, t in takes], dtype=np.int64),
-        "queued": np.array([t.steps[0] for _, t in takes], dtype=np.int64),
-        "done": np.array([t.steps[1] for _, t in takes], dtype=np.int64),
+        "id": np.array([i for i, _, _ in takes], dtype=np.int64),
+        "codes": np.array([t.codes.astype(np.int16).tobytes() for _, t, _ in takes], dtype=object),
+        "frames": np.array([t.codes.shape[1] for _, t, _ in takes], dtype=np.int64),
+        "finished": np.array([t.finished for _, t, _ in takes], dtype=bool),
+        "attempts": np.array([t.attempts for _, t, _ in takes], dtype=np.int64),
+        "queued": np.array([t.steps[0] for _, t, _ in takes], dtype=np.int64),
+        "done": np.array([t.steps[1] for _, t, _ in takes], dtype=np.int64),
         "fresh": np.full(len(takes), fresh, dtype=bool),
         "engine_seconds": _on_first_row(engine_seconds, len(takes)),
+        "ready_at": np.full(len(takes), ready_at),
+        "made_at": np.array([made for _, _, made in takes], dtype=np.float64),
     }
 
 
@@ -153,6 +157,7 @@ class SpeechActor:
         except RendererError as err:  # raised with the first batch: an actor dying as it starts is retried forever
             self.error = err
         self.start_seconds = time.perf_counter() - begun  # reported once, with the first takes
+        self.ready_at = time.time()
         self.retries = options.retries
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
@@ -166,7 +171,7 @@ class SpeechActor:
             i, key, store = where[id(chunk)]
             take = store.load_settled(chunk, key, self.retries)
             if take is not None:
-                stored.append((i, take))
+                stored.append((i, take, 0.0))
             else:
                 todo.append(chunk)
         if stored:
@@ -174,16 +179,17 @@ class SpeechActor:
         group, last = [], time.monotonic()
         for take in self.engine.takes(todo):
             i, key, store = where[id(take.chunk)]
+            made = time.time()
             store.save(take, key)
-            group.append((i, take))
+            group.append((i, take, made))
             if len(group) >= FLUSH_TAKES or time.monotonic() - last >= FLUSH_SECONDS:
                 yield self._hand_on(group, fresh=True)
                 group, last = [], time.monotonic()
         if group:
             yield self._hand_on(group, fresh=True)
 
-    def _hand_on(self, takes: list[tuple[int, Take]], fresh: bool) -> dict[str, np.ndarray]:
-        rows = _rows_of(takes, fresh, self.start_seconds)
+    def _hand_on(self, takes: list[tuple[int, Take, float]], fresh: bool) -> dict[str, np.ndarray]:
+        rows = _rows_of(takes, fresh, self.start_seconds, self.ready_at)
         self.start_seconds = 0.0
         return rows
 
@@ -200,6 +206,7 @@ class CodecActor:
         except RendererError as err:  # raised with the first batch, as SpeechActor's
             self.error = err
         self.keep_runaways = keep_runaways
+        self.ready_at = time.time()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.error is not None:
@@ -212,6 +219,8 @@ class CodecActor:
             audio[k] = np.asarray(samples, dtype=np.float32).tobytes()
         batch["audio"] = np.array(audio, dtype=object)
         batch["decode_seconds"] = _on_first_row(time.perf_counter() - begun, len(audio))
+        batch["codec_ready_at"] = np.full(len(audio), self.ready_at)
+        batch["decoded_at"] = np.full(len(audio), time.time())
         return batch
 
 
@@ -228,7 +237,7 @@ def _input_rows(chunks: list[Chunk], plans: dict[int, _BookPlan]) -> list[dict]:
 
 def _stored_rows(takes: list[Take]) -> list[dict]:
     """Takes already stored, as rows the codec stage takes like the speech stage's."""
-    columns = _rows_of(list(enumerate(takes)), fresh=False)
+    columns = _rows_of([(i, take, 0.0) for i, take in enumerate(takes)], fresh=False)
     return [{name: values[k] for name, values in columns.items()} for k in range(len(takes))]
 
 
@@ -297,10 +306,13 @@ def _drain(dataset, chunks: list, run: RunReport, routes: _Routes, model: str | 
             arrived.add(int(row["id"]))
             source = chunks[int(row["id"])]
             take = _take(source.chunk if isinstance(source, Take) else source, row)
+            if row["ready_at"] > 0:
+                routes.mark("engines_ready", float(row["ready_at"]))
+            routes.mark("codecs_ready", float(row["codec_ready_at"]))
             if row["fresh"]:
-                routes.generated(take)
+                routes.generated(take, float(row["made_at"]))
             if routes.arrived(take):
-                routes.decoded([take])
+                routes.decoded([take], float(row["decoded_at"]))
     if len(arrived) < len(chunks):
         raise RendererError(f"Ray: {len(chunks) - len(arrived)} of {len(chunks)} chunks never came back from the "
                             "cluster; the takes made are stored: run again to resume")

@@ -54,6 +54,11 @@ def test_ray_renders_a_two_book_job_as_one_process_does(rendered, folder):
     assert ray.render.engines == [plain.render.engines[0]]  # one speech actor, one engine
     assert ray.render.seconds["engine_start"] > 0 and ray.render.seconds["decode"] > 0
     assert ray.render.tokens == plain.render.tokens
+    for run in (plain.render, ray.render):  # the actors' own stamps on Ray, in the order things happen
+        m = run.marks
+        assert set(m) == {"codecs_ready", "engines_ready", "first_made", "last_made", "last_decoded", "last_arrived"}
+        assert 0 < m["engines_ready"] <= m["first_made"] <= m["last_made"] <= m["last_decoded"] <= m["last_arrived"]
+        assert m["last_arrived"] <= run.seconds["total"]
     for book in BOOKS:
         report = next(r.report for r in ray.render.books if r.book.path.name == book)
         assert report.rendered == report.chunks and report.reused == 0
