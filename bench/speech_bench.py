@@ -142,6 +142,49 @@ def on_ray(args: argparse.Namespace, base: dict) -> list[dict]:
             for row in rows]
 
 
+def on_ray_data(args: argparse.Namespace, base: dict) -> list[dict]:
+    """The chunks through the Ray path's own speech stage (renderer.cluster.SpeechActor under Ray
+    Data's map_batches, takes saved to a store as in a render), without its codec stage. No warm-up:
+    the rate is taken from the actor's own stamps, engine ready to last take made."""
+    import pickle
+    import tempfile
+
+    import ray
+
+    from renderer.cluster import SpeechActor
+
+    options = EngineOptions(quantize=args.quantize, max_num_seqs=args.max_seqs, gpu_memory_utilization=args.gpu_memory,
+                            length_margin=1.0, retries=0, keep_runaways=True, sampler=args.sampler, replicas=args.replicas,
+                            async_scheduling=args.async_)
+    chunks = bench_chunks(args.model, args.chunks, args.seconds)
+    ray.init(include_dashboard=False, log_to_driver=True)
+    ray.data.DataContext.get_current().target_max_block_size = 1  # as the render sets it (renderer/cluster.py)
+    try:
+        with tempfile.TemporaryDirectory() as out:
+            rows = [{"id": i, "chunk": pickle.dumps(c), "key": f"k{i}", "out": out} for i, c in enumerate(chunks)]
+            resources = {"num_gpus": 1} if ray.cluster_resources().get("GPU") else {"num_cpus": 1}
+            speech = ray.data.from_items(rows).map_batches(
+                SpeechActor, fn_constructor_kwargs={"model": args.model, "options": options}, batch_size=len(rows),
+                compute=ray.data.ActorPoolStrategy(size=1), **resources)
+            begun = time.time()
+            batches = list(speech.iter_batches(batch_size=None, batch_format="numpy"))
+            ended = time.time()
+    finally:
+        ray.shutdown()
+    ready = max(float(b["ready_at"].max()) for b in batches)
+    made = max(float(b["made_at"].max()) for b in batches)
+    tokens = sum(int(f) * 4 + int(d) for b in batches for f, d in zip(b["frames"], b["finished"], strict=True))
+    seconds = made - ready
+    row = {**base, "case": f"{args.case}, Ray Data speech stage (no codec stage)", "replicas": args.replicas,
+           "max_seqs": args.max_seqs, "chunks": len(chunks), "tokens": tokens,
+           "engine_start_s": round(ready - begun, 1), "generate_s": round(seconds, 2),
+           "ms_per_step_est": round(1000 * seconds * min(args.max_seqs, len(chunks)) / tokens, 2),
+           "tokens_per_s": round(tokens / seconds), "x_realtime": round(tokens / seconds / TOKENS_PER_SECOND, 1),
+           "arrived_after_made_s": round(ended - made, 2)}
+    print(json.dumps(row))
+    return [row]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True)
@@ -159,11 +202,13 @@ def main() -> None:
     parser.add_argument("--parties", type=int, default=1)
     parser.add_argument("--replicas", type=int, default=EngineOptions.replicas, help="engines side by side on the GPU (0: auto)")
     parser.add_argument("--ray", action="store_true", help="run in a task of a local Ray, on one GPU, without Ray Data")
+    parser.add_argument("--ray-data", action="store_true",
+                        help="through the Ray path's speech actor under Ray Data, without its codec stage")
     parser.add_argument("--ray-threads", default="",
                         help="with --ray: OMP_NUM_THREADS in the task (default: Ray's own, 1; 'unset': none)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
-    if args.ray and args.profile_steps:
+    if (args.ray or args.ray_data) and args.profile_steps:
         parser.error("--profile-steps runs the engine in this process: not with --ray")
     if args.profile_steps:
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the model runs in this process, under the profiler
@@ -171,7 +216,9 @@ def main() -> None:
 
     base = {"date": datetime.date.today().isoformat(), "gpu": device_name(),
             "quantize": "bitsandbytes" if args.quantize else "none", "sampler": args.sampler, "async": args.async_}
-    if args.ray:
+    if args.ray_data:
+        rows = on_ray_data(args, base)
+    elif args.ray:
         rows = on_ray(args, base)
     else:
         rows = measure(args, base)
