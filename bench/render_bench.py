@@ -20,6 +20,7 @@ from pathlib import Path
 
 from results_table import append_rows, device_name  # bench/, beside this script
 
+from renderer import cluster
 from renderer.book import Book
 from renderer.cluster import RayOptions
 from renderer.codec import FRAMES_PER_SECOND
@@ -98,6 +99,9 @@ def main() -> None:
     parser.add_argument("--compile-codec", action="store_true", help="torch.compile the codec's decoder")
     parser.add_argument("--ray", action="store_true", help="render on a local Ray (renderer/cluster.py)")
     parser.add_argument("--ray-engines", type=int, default=0, help="with --ray: speech actors (0: one per GPU)")
+    parser.add_argument("--ray-codec-gpu", type=float, default=0.0,
+                        help="with --ray: the GPU share each codec actor asks for (1: a GPU of its own; default: the "
+                             "renderer's, beside a speech actor)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--progress", action="store_true",
                         help="the render's progress bars on stderr (to see how far a cut-off case got)")
@@ -105,6 +109,9 @@ def main() -> None:
 
     import torch
     import vllm
+
+    if args.ray_codec_gpu:
+        cluster.CODEC_GPU_SHARE = args.ray_codec_gpu  # read as the codec stage is made
 
     voice = resolve_voice("en", str(args.models / "kani"), str(args.models / "codec.nemo"))
     book = repeated(read_book(args.book), args.repeat)
