@@ -6,8 +6,9 @@ plans become Ray Data pipelines, one per model:
     chunks (pickled, with their store key) -> speech actors (one SpeechEngine each: one per GPU)
         -> codec actors (decode) -> this process: stored if new, then each book's chapter writer
 
-Each speech actor queues its whole batch at once and yields takes as its engine finishes them, so
-decoding and chapter writing start while the rest generate. A take is saved to the book's take
+Each speech actor queues its whole batch at once and yields takes as its engine finishes them, in
+groups of up to 16 (one Ray Data row each: `_Group`), so decoding and chapter writing start while
+the rest generate. A take is saved to the book's take
 store by the actor that made it (when OUT is on storage the actor's node sees) and again by this
 process if it is missing: a run that loses a node resumes without redoing finished chunks, and an
 actor that Ray restarts on a batch skips what the store already holds. Each chunk's seed comes from
@@ -15,6 +16,7 @@ its text and voice, so the takes are the ones the plain path makes.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
 SPEECH_GPU_SHARE = 0.75  # of a GPU per speech actor: two never share a GPU, and a codec actor fits beside one
 CODEC_GPU_SHARE = 0.25
 SPEECH_BATCH = 4096  # chunks a speech actor queues at once at most (a lost actor redoes at most these)
-DECODE_BATCH = 32  # takes a codec actor decodes at once
+DECODE_GROUPS = 2  # groups of takes a codec actor decodes at once
 FLUSH_TAKES = 16  # a speech actor hands on its finished takes in groups of this many...
 FLUSH_SECONDS = 0.5  # ...or after this long, whichever comes first
 CONNECT_SECONDS = 5  # for a cluster's address to answer
@@ -107,34 +109,37 @@ def _check_reachable(address: str | None) -> None:
                             "is `ray start --head` running?") from err
 
 
-def _rows_of(takes: list[tuple[int, Take, float]], fresh: bool, engine_seconds: float = 0.0,
-             ready_at: float = 0.0) -> dict[str, np.ndarray]:
-    """A batch of (id, take, when made) as Ray Data columns (codes as int16 bytes, 4 x frames).
-    Times named *_at are wall-clock (time.time()), for the run's marks."""
-    return {
-        "id": np.array([i for i, _, _ in takes], dtype=np.int64),
-        "codes": np.array([t.codes.astype(np.int16).tobytes() for _, t, _ in takes], dtype=object),
-        "frames": np.array([t.codes.shape[1] for _, t, _ in takes], dtype=np.int64),
-        "finished": np.array([t.finished for _, t, _ in takes], dtype=bool),
-        "attempts": np.array([t.attempts for _, t, _ in takes], dtype=np.int64),
-        "queued": np.array([t.steps[0] for _, t, _ in takes], dtype=np.int64),
-        "done": np.array([t.steps[1] for _, t, _ in takes], dtype=np.int64),
-        "fresh": np.full(len(takes), fresh, dtype=bool),
-        "engine_seconds": _on_first_row(engine_seconds, len(takes)),
-        "ready_at": np.full(len(takes), ready_at),
-        "made_at": np.array([made for _, _, made in takes], dtype=np.float64),
-    }
+@dataclass
+class _Group:
+    """Takes travelling together through the pipeline, as ONE Ray Data row (`_row`): Ray Data
+    moves each row of a stage's output as a block of its own here (target_max_block_size), and a
+    block costs tens of milliseconds of its bookkeeping. Row by row that held a render on an H200 to
+    ~10 takes a second (bench/README.md, "Ray"); a group of takes goes for the cost of one.
+
+    takes: (id, take, when made); codes travel as int16. Times named *_at are wall-clock
+    (time.time()), for the run's marks; *_seconds are summed by the run."""
+
+    takes: list[tuple[int, Take, float]]
+    fresh: bool  # made by this run, not found stored
+    engine_seconds: float = 0.0  # the speech actor's engine start, on its first group only
+    ready_at: float = 0.0  # when the speech actor's engine was ready (0: none, stored takes)
+    decode_seconds: float = 0.0
+    codec_ready_at: float = 0.0
+    decoded_at: float = 0.0
 
 
-def _on_first_row(seconds: float, rows: int) -> np.ndarray:
-    """A column with `seconds` in its first row and 0 in the rest: a time counted once per batch."""
-    column = np.zeros(rows)
-    column[:1] = seconds
-    return column
+def _row(group: _Group) -> dict[str, np.ndarray]:
+    return {"group": np.array([pickle.dumps(group)], dtype=object)}
 
 
-def _codes(row_codes: bytes, frames: int) -> np.ndarray:
-    return np.frombuffer(row_codes, dtype=np.int16).reshape(4, frames).astype(np.int64)
+def _groups(batch: dict[str, np.ndarray]) -> list[_Group]:
+    return [pickle.loads(b) for b in batch["group"]]
+
+
+def _grouped(takes: list[tuple[int, Take, float]], fresh: bool, engine_seconds: float = 0.0,
+             ready_at: float = 0.0) -> _Group:
+    light = [(i, dataclasses.replace(t, codes=t.codes.astype(np.int16)), made) for i, t, made in takes]
+    return _Group(light, fresh, engine_seconds, ready_at)
 
 
 class SpeechActor:
@@ -189,9 +194,9 @@ class SpeechActor:
             yield self._hand_on(group, fresh=True)
 
     def _hand_on(self, takes: list[tuple[int, Take, float]], fresh: bool) -> dict[str, np.ndarray]:
-        rows = _rows_of(takes, fresh, self.start_seconds, self.ready_at)
+        row = _row(_grouped(takes, fresh, self.start_seconds, self.ready_at))
         self.start_seconds = 0.0
-        return rows
+        return row
 
 
 class CodecActor:
@@ -212,22 +217,15 @@ class CodecActor:
         if self.error is not None:
             raise self.error
         begun = time.perf_counter()
-        wanted = [k for k, finished in enumerate(batch["finished"]) if finished or self.keep_runaways]
-        audio = [b""] * len(batch["id"])  # a runaway that will not be kept: its chapter fails, nothing to decode
-        decoded = self.codec.decode([_codes(batch["codes"][k], int(batch["frames"][k])) for k in wanted])
-        for k, samples in zip(wanted, decoded, strict=True):
-            audio[k] = np.asarray(samples, dtype=np.float32).tobytes()
-        batch["audio"] = np.array(audio, dtype=object)
-        batch["decode_seconds"] = _on_first_row(time.perf_counter() - begun, len(audio))
-        batch["codec_ready_at"] = np.full(len(audio), self.ready_at)
-        batch["decoded_at"] = np.full(len(audio), time.time())
-        return batch
-
-
-def _take(chunk: Chunk, row: dict) -> Take:
-    audio = np.frombuffer(row["audio"], dtype=np.float32) if row["audio"] else None
-    return Take(chunk=chunk, codes=_codes(row["codes"], int(row["frames"])), finished=bool(row["finished"]),
-                attempts=int(row["attempts"]), audio=audio, steps=(int(row["queued"]), int(row["done"])))
+        groups = _groups(batch)
+        # A runaway that will not be kept is not decoded: its chapter fails.
+        wanted = [t for g in groups for _, t, _ in g.takes if t.finished or self.keep_runaways]
+        for take, samples in zip(wanted, self.codec.decode([t.codes.astype(np.int64) for t in wanted]), strict=True):
+            take.audio = np.asarray(samples, dtype=np.float32)
+        for k, group in enumerate(groups):
+            group.decode_seconds = time.perf_counter() - begun if k == 0 else 0.0  # the batch's, counted once
+            group.codec_ready_at, group.decoded_at = self.ready_at, time.time()
+        return {"group": np.array([pickle.dumps(g) for g in groups], dtype=object)}
 
 
 def _input_rows(chunks: list[Chunk], plans: dict[int, _BookPlan]) -> list[dict]:
@@ -236,9 +234,10 @@ def _input_rows(chunks: list[Chunk], plans: dict[int, _BookPlan]) -> list[dict]:
 
 
 def _stored_rows(takes: list[Take]) -> list[dict]:
-    """Takes already stored, as rows the codec stage takes like the speech stage's."""
-    columns = _rows_of([(i, take, 0.0) for i, take in enumerate(takes)], fresh=False)
-    return [{name: values[k] for name, values in columns.items()} for k in range(len(takes))]
+    """Takes already stored, in groups, as rows the codec stage takes like the speech stage's."""
+    numbered = [(i, take, 0.0) for i, take in enumerate(takes)]
+    return [{"group": pickle.dumps(_grouped(numbered[k : k + FLUSH_TAKES], fresh=False))}
+            for k in range(0, len(numbered), FLUSH_TAKES)]
 
 
 def render_on_ray(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec: str, options: EngineOptions,
@@ -259,7 +258,7 @@ def render_on_ray(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec
         def decode(dataset):
             return dataset.map_batches(CodecActor, fn_constructor_kwargs={"codec": codec,
                                        "keep_runaways": options.keep_runaways,
-                                       "compile_codec": options.compile_codec}, batch_size=DECODE_BATCH,
+                                       "compile_codec": options.compile_codec}, batch_size=DECODE_GROUPS,
                                        compute=ray.data.ActorPoolStrategy(size=decoders), **codec_res)
 
         stored = [t for plan in plans for t in plan.stored.values()]
@@ -295,24 +294,29 @@ def _drain(dataset, chunks: list, run: RunReport, routes: _Routes, model: str | 
     arrived: set[int] = set()
     longest_start = 0.0
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-        for k in range(len(batch["id"])):
-            row = {name: values[k] for name, values in batch.items()}
-            longest_start = max(longest_start, float(row["engine_seconds"]))
-            run.seconds["decode"] += float(row["decode_seconds"])
-            if row["engine_seconds"] > 0 and model is not None:
+        for group in _groups(batch):
+            longest_start = max(longest_start, group.engine_seconds)
+            run.seconds["decode"] += group.decode_seconds
+            if group.engine_seconds > 0 and model is not None:
                 run.engines.append(model)
-            if int(row["id"]) in arrived:
-                continue
-            arrived.add(int(row["id"]))
-            source = chunks[int(row["id"])]
-            take = _take(source.chunk if isinstance(source, Take) else source, row)
-            if row["ready_at"] > 0:
-                routes.mark("engines_ready", float(row["ready_at"]))
-            routes.mark("codecs_ready", float(row["codec_ready_at"]))
-            if row["fresh"]:
-                routes.generated(take, float(row["made_at"]))
-            if routes.arrived(take):
-                routes.decoded([take], float(row["decoded_at"]))
+            if group.ready_at > 0:
+                routes.mark("engines_ready", group.ready_at)
+            routes.mark("codecs_ready", group.codec_ready_at)
+            decoded = []
+            for i, carried, made in group.takes:
+                if i in arrived:
+                    continue
+                arrived.add(i)
+                source = chunks[i]
+                # The chunk this process knows (routes find a take's book by it), the codes back to int64.
+                take = dataclasses.replace(carried, chunk=source.chunk if isinstance(source, Take) else source,
+                                           codes=carried.codes.astype(np.int64))
+                if group.fresh:
+                    routes.generated(take, made)
+                if routes.arrived(take):
+                    decoded.append(take)
+            if decoded:
+                routes.decoded(decoded, group.decoded_at)
     if len(arrived) < len(chunks):
         raise RendererError(f"Ray: {len(chunks) - len(arrived)} of {len(chunks)} chunks never came back from the "
                             "cluster; the takes made are stored: run again to resume")
