@@ -81,6 +81,13 @@ def profile_steps(engine: SpeechEngine, chunks: list[Chunk], warm: int, steps: i
     return "\n".join(lines)
 
 
+def engine_options(args: argparse.Namespace) -> EngineOptions:
+    """The engine as the benchmark runs it: every chunk to its planned length, runaways kept."""
+    return EngineOptions(quantize=args.quantize, max_num_seqs=args.max_seqs, gpu_memory_utilization=args.gpu_memory,
+                         length_margin=1.0, retries=0, keep_runaways=True, sampler=args.sampler, replicas=args.replicas,
+                         async_scheduling=args.async_)
+
+
 def measure(args: argparse.Namespace, base: dict, threads: str = "") -> list[dict]:
     """Start the engine, warm it up and run the cases: their rows. In this process, or (--ray) in a
     Ray task, after setting OMP_NUM_THREADS to `threads` ("unset": removed; "": as it is)."""
@@ -90,9 +97,7 @@ def measure(args: argparse.Namespace, base: dict, threads: str = "") -> list[dic
         os.environ.pop("OMP_NUM_THREADS", None)
     elif threads:
         os.environ["OMP_NUM_THREADS"] = threads
-    options = EngineOptions(quantize=args.quantize, max_num_seqs=args.max_seqs, gpu_memory_utilization=args.gpu_memory,
-                            length_margin=1.0, retries=0, keep_runaways=True, sampler=args.sampler, replicas=args.replicas,
-                            async_scheduling=args.async_)
+    options = engine_options(args)
     begun = time.perf_counter()
     engine = SpeechEngine(args.model, options)
     start = time.perf_counter() - begun
@@ -151,11 +156,9 @@ def on_ray_data(args: argparse.Namespace, base: dict) -> list[dict]:
 
     import ray
 
-    from renderer.cluster import SpeechActor
+    from renderer.cluster import SpeechActor, _groups
 
-    options = EngineOptions(quantize=args.quantize, max_num_seqs=args.max_seqs, gpu_memory_utilization=args.gpu_memory,
-                            length_margin=1.0, retries=0, keep_runaways=True, sampler=args.sampler, replicas=args.replicas,
-                            async_scheduling=args.async_)
+    options = engine_options(args)
     chunks = bench_chunks(args.model, args.chunks, args.seconds)
     ray.init(include_dashboard=False, log_to_driver=True)
     ray.data.DataContext.get_current().target_max_block_size = 1  # as the render sets it (renderer/cluster.py)
@@ -171,9 +174,10 @@ def on_ray_data(args: argparse.Namespace, base: dict) -> list[dict]:
             ended = time.time()
     finally:
         ray.shutdown()
-    ready = max(float(b["ready_at"].max()) for b in batches)
-    made = max(float(b["made_at"].max()) for b in batches)
-    tokens = sum(int(f) * 4 + int(d) for b in batches for f, d in zip(b["frames"], b["finished"], strict=True))
+    groups = [g for b in batches for g in _groups(b)]
+    ready = max(g.ready_at for g in groups)
+    made = max(at for g in groups for _, _, at in g.takes)
+    tokens = sum(t.codes.size + t.finished for g in groups for _, t, _ in g.takes)
     seconds = made - ready
     row = {**base, "case": f"{args.case}, Ray Data speech stage (no codec stage)", "replicas": args.replicas,
            "max_seqs": args.max_seqs, "chunks": len(chunks), "tokens": tokens,

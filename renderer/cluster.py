@@ -111,7 +111,7 @@ def _check_reachable(address: str | None) -> None:
 
 @dataclass
 class _Group:
-    """Takes travelling together through the pipeline, as ONE Ray Data row (`_row`): Ray Data
+    """Takes travelling together through the pipeline, as ONE Ray Data row (`_rows`): Ray Data
     moves each row of a stage's output as a block of its own here (target_max_block_size), and a
     block costs tens of milliseconds of its bookkeeping. Row by row that held a render on an H200 to
     ~10 takes a second (bench/README.md, "Ray"); a group of takes goes for the cost of one.
@@ -128,8 +128,8 @@ class _Group:
     decoded_at: float = 0.0
 
 
-def _row(group: _Group) -> dict[str, np.ndarray]:
-    return {"group": np.array([pickle.dumps(group)], dtype=object)}
+def _rows(groups: list[_Group]) -> dict[str, np.ndarray]:
+    return {"group": np.array([pickle.dumps(g) for g in groups], dtype=object)}
 
 
 def _groups(batch: dict[str, np.ndarray]) -> list[_Group]:
@@ -194,7 +194,7 @@ class SpeechActor:
             yield self._hand_on(group, fresh=True)
 
     def _hand_on(self, takes: list[tuple[int, Take, float]], fresh: bool) -> dict[str, np.ndarray]:
-        row = _row(_grouped(takes, fresh, self.start_seconds, self.ready_at))
+        row = _rows([_grouped(takes, fresh, self.start_seconds, self.ready_at)])
         self.start_seconds = 0.0
         return row
 
@@ -225,7 +225,7 @@ class CodecActor:
         for k, group in enumerate(groups):
             group.decode_seconds = time.perf_counter() - begun if k == 0 else 0.0  # the batch's, counted once
             group.codec_ready_at, group.decoded_at = self.ready_at, time.time()
-        return {"group": np.array([pickle.dumps(g) for g in groups], dtype=object)}
+        return _rows(groups)
 
 
 def _input_rows(chunks: list[Chunk], plans: dict[int, _BookPlan]) -> list[dict]:
