@@ -73,3 +73,12 @@ def test_session_runs_each_case_under_its_limit_and_ships_after_each(tmp_path):
     with tarfile.open(tmp_path / "out" / "results.tgz") as shipped:
         names = shipped.getnames()
     assert {"r/marks", "r/none.log", "r/listed.log", "r/slow.log"} <= set(names)
+
+
+def test_waves_counts_the_steps_of_continuous_batching():
+    sys.path.insert(0, str(ROOT / "bench"))
+    from waves import engine_steps
+
+    # Two slots: 3 and 1 tokens start; the 1 ends at step 1 and the next 1 takes its slot to step 2; the 3 ends at 3.
+    assert engine_steps([3, 1, 1], slots=2) == (3, 5 / 3)
+    assert engine_steps([], slots=2) == (0, 0.0)

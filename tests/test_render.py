@@ -7,6 +7,7 @@ its token budget and kept. The default policy (retry, then fail the chapter) is 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -28,6 +29,7 @@ from renderer.audio.assemble import (
 from renderer.cli import main
 from renderer.codec import SAMPLE_RATE, SAMPLES_PER_FRAME
 from renderer.read import read_book
+from renderer.render import CHAPTER_NICENESS, chapter_pool
 from renderer.speech.engine import EngineOptions
 from renderer.speech.voices import resolve_voice
 from renderer.store import STORE_DIR, TakeStore, take_key
@@ -75,6 +77,14 @@ def expected_samples(out: Path, model: Path) -> dict[int, int]:
                              , lengths[i + 1])
         totals[chapter] = total
     return totals
+
+
+def test_chapter_workers_run_below_the_engines_priority():
+    pool = chapter_pool()
+    try:
+        assert pool.submit(os.nice, 0).result() == min(19, os.nice(0) + CHAPTER_NICENESS)
+    finally:
+        pool.shutdown()
 
 
 def test_wav_one_file_per_chapter_with_lengths_from_the_codes(tiny_models, out):

@@ -10,7 +10,7 @@ import pytest
 from renderer.book import Chunk, Voice
 from renderer.codec import CODEBOOK_SIZE
 from renderer.speech import kani
-from renderer.speech.engine import EngineError, EngineOptions, SpeechEngine, _only_gpu, chunk_seed
+from renderer.speech.engine import EngineError, EngineOptions, SpeechEngine, _only_gpu, chunk_seed, wave_order
 
 
 def test_prompt_is_laid_out_as_trained():
@@ -54,6 +54,17 @@ def test_chunk_seed_depends_on_text_voice_and_attempt():
     assert chunk_seed(a, 0, 0) != chunk_seed(a, 1, 0)
     assert chunk_seed(a, 0, 0) != chunk_seed(Chunk(1, 0, 0, "Hello there!", voice, seconds=1.0), 0, 0)
     assert 0 <= chunk_seed(a, 0, 0) < 2**31
+
+
+def test_wave_order_keeps_the_book_order_a_wave_at_a_time_longest_first():
+    voice = Voice("en", "andrew", "m", "c")
+    seconds = [5, 12, 8, 15, 6, 9, 14, 7]
+    chunks = [Chunk(1, i, i, f"Sentence {i}.", voice, seconds=float(s)) for i, s in enumerate(seconds)]
+    order = [c.index for c in wave_order(chunks, 3)]
+    assert order == [1, 0, 3, 2, 4, 6, 5, 7]  # waves 0-1, 2-4, 5-7 (the last full), each longest first
+    assert [c.index for c in wave_order(chunks, 4)] == [3, 1, 2, 0, 6, 5, 7, 4]
+    assert wave_order([], 3) == []
+    assert [c.index for c in wave_order(chunks, 100)] == [3, 6, 1, 5, 2, 7, 4, 0]
 
 
 def test_data_parallel_names_each_gpu_as_its_engine_process_will_see_it(monkeypatch):

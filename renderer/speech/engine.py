@@ -286,15 +286,32 @@ class SpeechEngine:
         A runaway (max_tokens reached without END_OF_SPEECH) is queued again with another seed, up
         to `retries` times; after that it is yielded with finished=False (its codes cut at the
         budget, kept only if keep_runaways). With several engines (replicas, GPUs), each renders its
-        share of the chunks (dealt longest first); they are stepped in turn, each engine core running on its own
-        process meanwhile (on the CPU, where they run in this process, simply one after another).
+        share of the chunks (dealt in turn, in wave_order); they are stepped in turn, each engine core running on
+        its own process meanwhile (on the CPU, where they run in this process, simply one after another).
         """
-        ordered = sorted(chunks, key=lambda c: -c.seconds) if len(self.llms) > 1 else list(chunks)
+        ordered = wave_order(chunks, len(self.llms) * self.options.max_num_seqs)
         streams = [_Stream(self, llm, ordered[k :: len(self.llms)]) for k, llm in enumerate(self.llms)]
         while any(stream.busy for stream in streams):
             for stream in streams:
                 if stream.busy:
                     yield from stream.step()
+
+
+def wave_order(chunks: Iterable[Chunk], wave: int) -> list[Chunk]:
+    """The chunks in their order (the book's), a wave of `wave` at a time (the sequences all engines
+    run at once), each wave longest first; the first wave takes the remainder, so the last is full.
+
+    Wave by wave, chapters are whole (and written) while later ones generate: sorting the whole book
+    longest first (as until 2026-11-30) left every chapter waiting for the book's shortest chunks,
+    and on a 10-hour book no chapter was written before the last take. Longest first, a wave's
+    sequences end close together; a full last wave keeps the slots as busy to the end as the whole
+    sort did (a continuous-batching count over the 10-hour bench book, 3 x 256 slots: 2,398 steps
+    against 2,403 for the whole sort and 2,594 with a part-filled last wave, which measured 2,589)."""
+    chunks = list(chunks)
+    first = len(chunks) % wave or wave
+    starts = [0, *range(first, len(chunks), wave)]
+    ends = [*starts[1:], len(chunks)]
+    return [c for a, b in zip(starts, ends) for c in sorted(chunks[a:b], key=lambda c: -c.seconds)]
 
 
 class _Stream:
