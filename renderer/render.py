@@ -54,8 +54,7 @@ if TYPE_CHECKING:
     from renderer.cast import Cast
     from renderer.cluster import RayOptions
 
-CHAPTER_WORKERS = 8  # processes mastering and writing chapters at most (4 wrote 5.5 chapters of 111 s a second
-#                      on the H200 host, 600x real time: slower than three engines generate)
+CHAPTER_WORKERS = 8  # processes mastering and writing chapters at most (4 wrote about 600x real time on an H200 host: no faster than 3 engines generate)
 CHAPTER_NICENESS = 10  # the chapter workers' CPU priority below the engines'
 RUNAWAY_TEXT_CHARS = 60  # how much of a failed chunk's text the report quotes
 

@@ -298,15 +298,10 @@ class SpeechEngine:
 
 
 def wave_order(chunks: Iterable[Chunk], wave: int) -> list[Chunk]:
-    """The chunks in their order (the book's), a wave of `wave` at a time (the sequences all engines
-    run at once), each wave longest first; the first wave takes the remainder, so the last is full.
-
-    Wave by wave, chapters are whole (and written) while later ones generate: sorting the whole book
-    longest first (as until 2026-11-30) left every chapter waiting for the book's shortest chunks,
-    and on a 10-hour book no chapter was written before the last take. Longest first, a wave's
-    sequences end close together; a full last wave keeps the slots as busy to the end as the whole
-    sort did (a continuous-batching count over the 10-hour bench book, 3 x 256 slots: 2,398 steps
-    against 2,403 for the whole sort and 2,594 with a part-filled last wave, which measured 2,589)."""
+    """The chunks in their order, cut into waves of `wave` (the sequences all engines run at once),
+    each wave longest first; the first wave takes the remainder, so the last is full. Chapters are
+    then whole while later ones generate, and the slots stay busy to the end (bench/README.md,
+    "Fourth session"; bench/waves.py counts the steps of an order)."""
     chunks = list(chunks)
     first = len(chunks) % wave or wave
     starts = [0, *range(first, len(chunks), wave)]
