@@ -13,6 +13,7 @@ import dataclasses
 import datetime
 import json
 import os
+import random
 import subprocess
 import tempfile
 import threading
@@ -38,9 +39,25 @@ COLUMNS = ("date", "gpu", "vllm", "case", "quantize", "sampler", "async", "repli
 
 
 def repeated(book: Book, times: int) -> Book:
-    """The book's chapters `times` over, as one longer book (enough chunks to fill a batch)."""
-    chapters = [dataclasses.replace(c, index=len(book.chapters) * k + c.index, title=f"{c.title} ({k + 1})")
-                for k in range(times) for c in book.chapters]
+    """The book `times` over, as one longer book (enough chunks to fill a batch). The first copy is the
+    book; each later one keeps every paragraph's word count, with the book's words in an order of its
+    own (shuffled, seeded by the copy), so no two copies share a chunk's text: a copy's chunks are made,
+    never taken from takes another copy stored."""
+    words = [w for c in book.chapters for p in c.paragraphs for w in p.text.split()]
+    chapters = []
+    for k in range(times):
+        order = words[:]
+        if k:
+            random.Random(k).shuffle(order)
+        at = 0
+        for c in book.chapters:
+            paragraphs = []
+            for p in c.paragraphs:
+                n = len(p.text.split())
+                paragraphs.append(dataclasses.replace(p, text=" ".join(order[at:at + n])))
+                at += n
+            chapters.append(dataclasses.replace(c, index=len(book.chapters) * k + c.index, title=f"{c.title} ({k + 1})",
+                                                paragraphs=tuple(paragraphs)))
     return dataclasses.replace(book, chapters=tuple(chapters))
 
 
@@ -102,6 +119,9 @@ def main() -> None:
     parser.add_argument("--ray-codec-gpu", type=float, default=0.0,
                         help="with --ray: the GPU share each codec actor asks for (1: a GPU of its own; default: the "
                              "renderer's, beside a speech actor)")
+    parser.add_argument("--codec-gib", type=float, default=0.0,
+                        help="cap this process's CUDA allocator (the codec's) at this many GiB, as a small card's memory "
+                             "would: with --gpu-memory, a consumer card on a big one")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--progress", action="store_true",
                         help="the render's progress bars on stderr (to see how far a cut-off case got)")
@@ -113,6 +133,8 @@ def main() -> None:
     if args.ray_codec_gpu:
         cluster.CODEC_GPU_SHARE = args.ray_codec_gpu  # read as the codec stage is made
 
+    if args.codec_gib:
+        torch.cuda.set_per_process_memory_fraction(args.codec_gib * 2**30 / torch.cuda.get_device_properties(0).total_memory)
     voice = resolve_voice("en", str(args.models / "kani"), str(args.models / "codec.nemo"))
     book = repeated(read_book(args.book), args.repeat)
     engine = EngineOptions(quantize=args.quantize, max_num_seqs=args.max_seqs, gpu_memory_utilization=args.gpu_memory,
@@ -137,6 +159,7 @@ def main() -> None:
         "gpu_memory": args.gpu_memory,
         "max_seqs": args.max_seqs,
         "codec_compiled": args.compile_codec,
+        "codec_cap_gib": args.codec_gib or "",
         # On Ray, the start of Ray and of the codec actor are inside total_s; engine_start_s is the actors'.
         "ray": args.ray and (args.ray_engines or "1 per GPU"), "gpus": torch.cuda.device_count(),
         "ray_start_s": round(s.get("ray_start", 0.0), 1),

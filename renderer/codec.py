@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Iterable
 from contextlib import nullcontext
 from pathlib import Path
@@ -192,6 +193,7 @@ class Codec:
             )
         self.decoder = _plain_decoder(model.audio_decoder)
         self.least_rows = 1
+        self.most_rows = sys.maxsize  # takes a batch; halved by decode when the GPU runs out of memory
         if compile:  # batch and length vary: one graph with symbolic sizes, not one per shape
             self.decoder = torch.compile(self.decoder, dynamic=True)
             self.least_rows = 2  # torch.compile specializes a size of 1: a lone take would compile again
@@ -202,37 +204,47 @@ class Codec:
 
         codes: each (4, frames) int64 in 0..4031, frames may differ. Returns, in order, float32
         mono audio of frames * 1,764 samples each. Shorter takes are padded to the longest and
-        trimmed back with the lengths the codec returns.
+        trimmed back to their own length. A batch the GPU has no memory for is split
+        in halves, and the smaller size kept for later batches (`most_rows`): a small card decodes
+        in the memory the engines left it. Raises CodecError when even one take does not fit.
         """
         import torch
 
-        out: list[np.ndarray | None] = [None] * len(codes)
-        empty = [i for i, c in enumerate(codes) if c.shape[1] == 0]
-        for i in empty:
-            out[i] = np.zeros(0, dtype=np.float32)
-        todo = [i for i in range(len(codes)) if out[i] is None]
-        if not todo:
-            return out
-        longest = -(-max(codes[i].shape[1] for i in todo) // PAD_FRAMES) * PAD_FRAMES  # causal: padding at the end is inert
-        rows = max(len(todo), self.least_rows)
+        out = [np.zeros(0, dtype=np.float32) if c.shape[1] == 0 else None for c in codes]
+        todo = [i for i, audio in enumerate(out) if audio is None]
+        while todo:
+            part, todo = todo[:self.most_rows], todo[self.most_rows:]
+            try:
+                audio = self._decode_rows([codes[i] for i in part])
+            except torch.OutOfMemoryError as err:
+                if len(part) == 1:
+                    raise CodecError("out of GPU memory while decoding a single take: lower --gpu-memory (the "
+                                     "speech engine's share) to leave the codec more; finished chunks are kept") from err
+                torch.cuda.empty_cache()  # what the failed batch left cached, given back before the halves
+                self.most_rows = len(part) // 2
+                todo = part + todo
+                continue
+            for i, samples in zip(part, audio, strict=True):
+                out[i] = samples
+        return out
+
+    def _decode_rows(self, codes: list[np.ndarray]) -> list[np.ndarray]:
+        """One batch through the dequantizer and the decoder; torch.OutOfMemoryError passes up."""
+        import torch
+
+        longest = -(-max(c.shape[1] for c in codes) // PAD_FRAMES) * PAD_FRAMES  # causal: padding at the end is inert
+        rows = max(len(codes), self.least_rows)
         tokens = torch.zeros((rows, NUM_CODEBOOKS, longest), dtype=torch.long)
         lengths = torch.zeros(rows, dtype=torch.long)
-        for row, i in enumerate(todo):
-            tokens[row, :, : codes[i].shape[1]] = torch.from_numpy(codes[i])
-            lengths[row] = codes[i].shape[1]
-        try:
-            # The current device for what NeMo makes without naming one: cuda:1's codec works on cuda:1.
-            on_device = torch.cuda.device(self.device) if self.device.startswith("cuda") else nullcontext()
-            with torch.inference_mode(), on_device:
-                latents = self.model.dequantize(tokens=tokens.to(self.device), tokens_len=lengths.to(self.device))
-                audio = self.decoder(latents)
-        except torch.OutOfMemoryError as err:
-            raise CodecError("out of GPU memory while decoding: lower --gpu-memory (the speech engine's "
-                             "share) to leave the codec more; finished chunks are kept") from err
-        audio = audio.float().cpu().numpy()
-        for row, i in enumerate(todo):
-            out[i] = audio[row, : int(lengths[row]) * SAMPLES_PER_FRAME].copy()
-        return out
+        for row, c in enumerate(codes):
+            tokens[row, :, : c.shape[1]] = torch.from_numpy(c)
+            lengths[row] = c.shape[1]
+        # The current device for what NeMo makes without naming one: cuda:1's codec works on cuda:1.
+        on_device = torch.cuda.device(self.device) if self.device.startswith("cuda") else nullcontext()
+        with torch.inference_mode(), on_device:
+            latents = self.model.dequantize(tokens=tokens.to(self.device), tokens_len=lengths.to(self.device))
+            audio = self.decoder(latents).float().cpu().numpy()
+        return [audio[row, : c.shape[1] * SAMPLES_PER_FRAME].copy() for row, c in enumerate(codes)]
 
 
 def batches_by_frames(lengths: Iterable[int], budget: int = DECODE_BATCH_FRAMES) -> list[list[int]]:

@@ -82,3 +82,20 @@ def test_waves_counts_the_steps_of_continuous_batching():
     # Two slots: 3 and 1 tokens start; the 1 ends at step 1 and the next 1 takes its slot to step 2; the 3 ends at 3.
     assert engine_steps([3, 1, 1], slots=2) == (3, 5 / 3)
     assert engine_steps([], slots=2) == (0, 0.0)
+
+
+def test_the_bench_books_copies_share_no_chunk_and_keep_its_length():
+    sys.path.insert(0, str(ROOT / "bench"))
+    from render_bench import repeated
+
+    from renderer.book import Voice
+    from renderer.read import read_book
+    from renderer.text.chunk import chunk_book
+
+    book = read_book(ROOT / "samples" / "moby-dick-opening.md")
+    voice = Voice("en", "andrew", "model", "codec")
+    once, copies = chunk_book(book, voice), chunk_book(repeated(book, 12), voice)
+    assert len({c.text for c in copies}) == len(copies)  # every chunk made, none a take stored by another copy
+    spoken = [c.text for c in copies[:len(once)] if not c.is_title]  # titles gain their copy's number
+    assert spoken == [c.text for c in once if not c.is_title]  # the first copy is the book itself
+    assert abs(sum(c.seconds for c in copies) / sum(c.seconds for c in once) - 12) < 0.12  # titles grow a little

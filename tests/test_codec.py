@@ -31,6 +31,27 @@ def test_padding_in_a_batch_does_not_change_a_take(codec):
     np.testing.assert_allclose(batched, alone, atol=1e-5)
 
 
+def test_a_batch_the_gpu_cannot_hold_is_decoded_in_halves_and_the_size_kept(tiny_models, codec):
+    small = load_codec(str(tiny_models[1]), device="cpu")
+    decoder = small.decoder
+
+    def card_of_two_rows(latents):  # the real decoder behind a card with room for two takes at once
+        if latents.shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return decoder(latents)
+
+    small.decoder = card_of_two_rows
+    rng = np.random.default_rng(3)
+    codes = [rng.integers(0, 4032, size=(4, n)) for n in (9, 4, 0, 13, 6, 2)]
+    for halves, whole in zip(small.decode(codes), codec.decode(codes), strict=True):
+        np.testing.assert_allclose(halves, whole, atol=1e-5)
+    assert small.most_rows == 2  # five takes failed, then two at a time, and so on for later batches
+
+    small.decoder = lambda latents: (_ for _ in ()).throw(torch.OutOfMemoryError("CUDA out of memory"))
+    with pytest.raises(CodecError, match="out of GPU memory while decoding a single take"):
+        small.decode(codes[:1])
+
+
 def nemo_decode(codec, codes: list[np.ndarray]) -> list[np.ndarray]:
     """NeMo's own AudioCodecModel.decode of one padded batch, trimmed to each take's length."""
     tokens = torch.zeros((len(codes), 4, max(c.shape[1] for c in codes)), dtype=torch.long)
