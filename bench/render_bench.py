@@ -17,16 +17,18 @@ import random
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from results_table import append_rows, device_name  # bench/, beside this script
 
-from renderer import cluster
+from renderer import cluster, render
 from renderer.book import Book
 from renderer.cluster import RayOptions
 from renderer.codec import FRAMES_PER_SECOND
 from renderer.read import read_book
 from renderer.render import RenderOptions, render_book
+from renderer.speech import engine as engine_module
 from renderer.speech.engine import EngineOptions
 from renderer.speech.kani import TOKENS_PER_FRAME
 from renderer.speech.voices import resolve_voice
@@ -99,6 +101,67 @@ class PeakMemory:
         self.stop.set()
 
 
+class CpuUse:
+    """Cores each kind of process used, sampled from /proc every second while the render runs: the
+    engine cores, this process (driver, decoder), the chapter workers. `between(a, b)` averages the
+    samples from a to b seconds after the start (the render's marks)."""
+
+    KINDS = (("EngineCore", "engine cores"), ("spawn_main", "chapter workers"), ("multiprocessing", "chapter workers"))
+
+    def __init__(self):
+        self.samples: list[tuple[float, dict[str, float]]] = []  # (seconds from the start, cores by kind)
+        self.stop = threading.Event()
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def kind(self, pid: int) -> str:
+        if pid == os.getpid():
+            return "render (driver, decoder)"
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            return ""
+        return next((name for key, name in self.KINDS if key in args or key in comm), "other")
+
+    def ticks(self) -> dict[int, int]:
+        out = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                out[int(entry.name)] = int(fields[11]) + int(fields[12])  # utime + stime
+        return out
+
+    def sample(self) -> None:
+        begun, before, kinds = time.perf_counter(), self.ticks(), {}
+        last = begun
+        while not self.stop.wait(1.0):
+            now, after = time.perf_counter(), self.ticks()
+            cores: dict[str, float] = {}
+            for pid, used in after.items():
+                if pid not in kinds:
+                    kinds[pid] = self.kind(pid)
+                delta = used - before.get(pid, used)
+                if delta and kinds[pid]:
+                    cores[kinds[pid]] = cores.get(kinds[pid], 0.0) + delta / self.tick / (now - last)
+            self.samples.append((now - begun, cores))
+            before, last = after, now
+
+    def between(self, start: float, end: float) -> dict[str, float]:
+        picked = [cores for at, cores in self.samples if start <= at <= end]
+        kinds = {k for cores in picked for k in cores}
+        return {k: round(sum(c.get(k, 0.0) for c in picked) / len(picked), 2) for k in sorted(kinds)} if picked else {}
+
+    def __enter__(self):
+        threading.Thread(target=self.sample, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", type=Path, required=True, help="folder of `render models tiny --size full`")
@@ -122,6 +185,11 @@ def main() -> None:
     parser.add_argument("--codec-gib", type=float, default=0.0,
                         help="cap this process's CUDA allocator (the codec's) at this many GiB, as a small card's memory "
                              "would: with --gpu-memory, a consumer card on a big one")
+    parser.add_argument("--order", choices=["waves", "longest"], default="waves",
+                        help="how the engines are dealt the chunks: the renderer's waves, or the whole book longest first "
+                             "(the order before waves, to compare)")
+    parser.add_argument("--chapter-workers", type=int, default=render.CHAPTER_WORKERS,
+                        help="processes mastering and writing chapters")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--progress", action="store_true",
                         help="the render's progress bars on stderr (to see how far a cut-off case got)")
@@ -133,6 +201,9 @@ def main() -> None:
     if args.ray_codec_gpu:
         cluster.CODEC_GPU_SHARE = args.ray_codec_gpu  # read as the codec stage is made
 
+    render.CHAPTER_WORKERS = args.chapter_workers  # read as the chapter pool is made
+    if args.order == "longest":
+        engine_module.wave_order = lambda chunks, wave: sorted(chunks, key=lambda c: -c.seconds)
     if args.codec_gib:
         torch.cuda.set_per_process_memory_fraction(args.codec_gib * 2**30 / torch.cuda.get_device_properties(0).total_memory)
     voice = resolve_voice("en", str(args.models / "kani"), str(args.models / "codec.nemo"))
@@ -141,7 +212,7 @@ def main() -> None:
                            length_margin=1.0, retries=0, keep_runaways=True, sampler=args.sampler, replicas=args.replicas,
                            async_scheduling=args.async_, compile_codec=args.compile_codec,
                            data_parallel=args.data_parallel)
-    with tempfile.TemporaryDirectory() as out, PeakMemory() as memory:
+    with tempfile.TemporaryDirectory() as out, PeakMemory() as memory, CpuUse() as cpu:
         options = RenderOptions(voice=voice, out=Path(out), fmt="flac", engine=engine, progress=args.progress)
         report = render_book(book, options, cluster=RayOptions(engines=args.ray_engines) if args.ray else None)
     s = report.seconds
@@ -180,6 +251,9 @@ def main() -> None:
         "engine_steps": max((done for _, done in report.steps), default=0),  # the longest-stepped engine's
         "peak_gib_by_process": {k: round(v, 2) for k, v in memory.by_process.items()},
         "peak_gib_by_gpu": {k: round(v, 2) for k, v in memory.by_gpu.items()},
+        "order": args.order, "chapter_workers": args.chapter_workers, "cpus": os.cpu_count(),
+        # Cores in use by kind of process while the engines generated (engines ready to the last take made).
+        "cores_generating": cpu.between(report.marks.get("engines_ready", 0.0), report.marks.get("last_made", 0.0)),
         "env": {k: v for k, v in os.environ.items() if k.startswith("VLLM_")},
     }
     print(json.dumps(row))
