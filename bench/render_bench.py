@@ -135,17 +135,15 @@ class CpuUse:
         return out
 
     def sample(self) -> None:
-        begun, before, kinds = time.perf_counter(), self.ticks(), {}
+        begun, before = time.perf_counter(), self.ticks()
         last = begun
         while not self.stop.wait(1.0):
             now, after = time.perf_counter(), self.ticks()
             cores: dict[str, float] = {}
             for pid, used in after.items():
-                if pid not in kinds:
-                    kinds[pid] = self.kind(pid)
-                delta = used - before.get(pid, used)
-                if delta and kinds[pid]:
-                    cores[kinds[pid]] = cores.get(kinds[pid], 0.0) + delta / self.tick / (now - last)
+                # Named afresh each time: an engine core starts as a spawned child and renames itself.
+                if (delta := used - before.get(pid, used)) and (kind := self.kind(pid)):
+                    cores[kind] = cores.get(kind, 0.0) + delta / self.tick / (now - last)
             self.samples.append((now - begun, cores))
             before, last = after, now
 
