@@ -186,6 +186,8 @@ def main() -> None:
     parser.add_argument("--order", choices=["waves", "longest"], default="waves",
                         help="how the engines are dealt the chunks: the renderer's waves, or the whole book longest first "
                              "(the order before waves, to compare)")
+    parser.add_argument("--admit-together", type=int, default=engine_module.ADMIT_TOGETHER,
+                        help="chunks handed to an engine together once that many slots are free (1: one by one)")
     parser.add_argument("--chapter-workers", type=int, default=render.CHAPTER_WORKERS,
                         help="processes mastering and writing chapters")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
@@ -200,6 +202,7 @@ def main() -> None:
         cluster.CODEC_GPU_SHARE = args.ray_codec_gpu  # read as the codec stage is made
 
     render.CHAPTER_WORKERS = args.chapter_workers  # read as the chapter pool is made
+    engine_module.ADMIT_TOGETHER = args.admit_together  # read as each engine's stream admits chunks
     if args.order == "longest":
         engine_module.wave_order = lambda chunks, wave: sorted(chunks, key=lambda c: -c.seconds)
     if args.codec_gib:
@@ -249,7 +252,7 @@ def main() -> None:
         "engine_steps": max((done for _, done in report.steps), default=0),  # the longest-stepped engine's
         "peak_gib_by_process": {k: round(v, 2) for k, v in memory.by_process.items()},
         "peak_gib_by_gpu": {k: round(v, 2) for k, v in memory.by_gpu.items()},
-        "order": args.order, "chapter_workers": args.chapter_workers, "cpus": os.cpu_count(),
+        "order": args.order, "chapter_workers": args.chapter_workers, "admit_together": args.admit_together, "cpus": os.cpu_count(),
         # Cores in use by kind of process while the engines generated (engines ready to the last take made).
         "cores_generating": cpu.between(report.marks.get("engines_ready", 0.0), report.marks.get("last_made", 0.0)),
         "env": {k: v for k, v in os.environ.items() if k.startswith("VLLM_")},

@@ -23,11 +23,14 @@ from renderer.speech.engine import wave_order
 from renderer.text.chunk import chunk_book
 
 
-def engine_steps(queue: list[int], slots: int) -> tuple[int, float]:
-    """(steps, mean sequences running) for one engine's queue of token counts."""
+def engine_steps(queue: list[int], slots: int) -> tuple[int, float, int]:
+    """(steps, mean sequences running, steps that admit a sequence) for one engine's queue of token
+    counts. A step that admits one runs its prompt's prefill beside the others' decoding."""
     running: list[int] = []  # the step each running sequence ends at
-    step = busy = i = 0
+    step = busy = i = admitting = 0
     while i < len(queue) or running:
+        if len(running) < slots and i < len(queue):
+            admitting += 1
         while len(running) < slots and i < len(queue):
             heapq.heappush(running, step + queue[i])
             i += 1
@@ -35,7 +38,7 @@ def engine_steps(queue: list[int], slots: int) -> tuple[int, float]:
         step = running[0]
         while running and running[0] == step:
             heapq.heappop(running)
-    return step, busy / max(step, 1)
+    return step, busy / max(step, 1), admitting
 
 
 def part_filled_last_wave(chunks: list[Chunk], wave: int) -> list[Chunk]:
@@ -61,13 +64,13 @@ def main() -> None:
     }
     print(f"{len(chunks)} chunks, {sum(c.seconds for c in chunks) / 3600:.1f} h planned, "
           f"{args.engines} engines x {args.slots} slots\n")
-    print("| order | steps (the slowest engine's) | mean sequences running |")
-    print("|---|---|---|")
+    print("| order | steps (the slowest engine's) | mean sequences running | steps admitting a sequence (its engine's) |")
+    print("|---|---|---|---|")
     for name, order in orders.items():
         counts = [engine_steps([kani.max_new_tokens(c.seconds, 1.0) for c in order[k :: args.engines]], args.slots)
                   for k in range(args.engines)]
-        steps = max(s for s, _ in counts)
-        print(f"| {name} | {steps:,} | {sum(b for _, b in counts) / len(counts):.0f} |")
+        steps, _, admitting = max(counts)
+        print(f"| {name} | {steps:,} | {sum(b for _, b, _ in counts) / len(counts):.0f} | {admitting:,} |")
 
 
 if __name__ == "__main__":

@@ -80,8 +80,9 @@ def test_waves_counts_the_steps_of_continuous_batching():
     from waves import engine_steps
 
     # Two slots: 3 and 1 tokens start; the 1 ends at step 1 and the next 1 takes its slot to step 2; the 3 ends at 3.
-    assert engine_steps([3, 1, 1], slots=2) == (3, 5 / 3)
-    assert engine_steps([], slots=2) == (0, 0.0)
+    # Steps 0 and 1 admit a sequence (its prompt's prefill beside the others' decoding).
+    assert engine_steps([3, 1, 1], slots=2) == (3, 5 / 3, 2)
+    assert engine_steps([], slots=2) == (0, 0.0, 0)
 
 
 def test_the_bench_books_copies_share_no_chunk_and_keep_its_length():
