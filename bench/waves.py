@@ -19,21 +19,22 @@ from render_bench import ROOT, repeated  # bench/, beside this script
 from renderer.book import Chunk, Voice
 from renderer.read import read_book
 from renderer.speech import kani
-from renderer.speech.engine import wave_order
+from renderer.speech.engine import ADMIT_TOGETHER, wave_order
 from renderer.text.chunk import chunk_book
 
 
-def engine_steps(queue: list[int], slots: int) -> tuple[int, float, int]:
+def engine_steps(queue: list[int], slots: int, together: int = 1) -> tuple[int, float, int]:
     """(steps, mean sequences running, steps that admit a sequence) for one engine's queue of token
-    counts. A step that admits one runs its prompt's prefill beside the others' decoding."""
+    counts, handed to the engine `together` at a time once that many slots are free (or what is left).
+    A step that admits one runs its prompt's prefill beside the others' decoding."""
     running: list[int] = []  # the step each running sequence ends at
     step = busy = i = admitting = 0
     while i < len(queue) or running:
-        if len(running) < slots and i < len(queue):
+        if i < len(queue) and slots - len(running) >= min(together, len(queue) - i):
             admitting += 1
-        while len(running) < slots and i < len(queue):
-            heapq.heappush(running, step + queue[i])
-            i += 1
+            while len(running) < slots and i < len(queue):
+                heapq.heappush(running, step + queue[i])
+                i += 1
         busy += len(running) * (running[0] - step)
         step = running[0]
         while running and running[0] == step:
@@ -56,18 +57,23 @@ def main() -> None:
 
     chunks = chunk_book(repeated(read_book(args.book), args.repeat), Voice("en", "andrew", "model", "codec"))
     wave = args.engines * args.slots
-    orders = {
-        "the book's order": chunks,
-        "the whole book longest first": sorted(chunks, key=lambda c: -c.seconds),
-        f"waves of {wave}, the last part-filled": part_filled_last_wave(chunks, wave),
-        f"waves of {wave}, the last full (wave_order)": wave_order(chunks, wave),
+    longest = sorted(chunks, key=lambda c: -c.seconds)
+    orders = {  # name: (order, chunks handed over together)
+        "the book's order": (chunks, 1),
+        "the whole book longest first": (longest, 1),
+        f"the whole book longest first, {ADMIT_TOGETHER} together": (longest, ADMIT_TOGETHER),
+        f"waves of {wave}, the last part-filled": (part_filled_last_wave(chunks, wave), 1),
+        f"waves of {wave}, the last full (wave_order)": (wave_order(chunks, wave), 1),
+        f"waves of {wave}, the last full, {ADMIT_TOGETHER} together (the renderer's)": (wave_order(chunks, wave),
+                                                                                        ADMIT_TOGETHER),
     }
     print(f"{len(chunks)} chunks, {sum(c.seconds for c in chunks) / 3600:.1f} h planned, "
           f"{args.engines} engines x {args.slots} slots\n")
     print("| order | steps (the slowest engine's) | mean sequences running | steps admitting a sequence (its engine's) |")
     print("|---|---|---|---|")
-    for name, order in orders.items():
-        counts = [engine_steps([kani.max_new_tokens(c.seconds, 1.0) for c in order[k :: args.engines]], args.slots)
+    for name, (order, together) in orders.items():
+        counts = [engine_steps([kani.max_new_tokens(c.seconds, 1.0) for c in order[k :: args.engines]], args.slots,
+                               together)
                   for k in range(args.engines)]
         steps, _, admitting = max(counts)
         print(f"| {name} | {steps:,} | {sum(b for _, b, _ in counts) / len(counts):.0f} | {admitting:,} |")

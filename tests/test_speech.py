@@ -1,6 +1,7 @@
 """KaniTTS's token layout and the real vLLM engine (CPU build) on the tiny random model."""
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 
@@ -9,6 +10,7 @@ import pytest
 
 from renderer.book import Chunk, Voice
 from renderer.codec import CODEBOOK_SIZE
+from renderer.speech import engine as engine_module
 from renderer.speech import kani
 from renderer.speech.engine import EngineError, EngineOptions, SpeechEngine, _only_gpu, chunk_seed, wave_order
 
@@ -125,6 +127,18 @@ def test_engine_renders_well_formed_takes_and_retries_runaways(engine, tiny_mode
         assert take.codes.min() >= 0 and take.codes.max() < CODEBOOK_SIZE
         if not take.finished:  # random weights: a runaway, retried once with a new seed
             assert take.attempts == 2 and take.codes.shape[1] == budget
+
+
+def test_engine_hands_over_chunks_together_as_slots_free_up(engine, tiny_models, monkeypatch):
+    monkeypatch.setattr(engine_module, "ADMIT_TOGETHER", 3)
+    monkeypatch.setattr(engine, "options", dataclasses.replace(engine.options, retries=0))  # one attempt each
+    chunks = _chunks(str(tiny_models[0]), [f"Line number {i}." for i in range(14)])  # 8 slots: 6 wait
+    takes = list(engine.takes(chunks))
+    assert sorted(t.chunk.index for t in takes) == list(range(14))
+    queued = collections.Counter(t.steps[0] for t in takes)  # the step each was handed over at
+    groups = [queued[step] for step in sorted(queued)]
+    assert groups[0] == 8 and sum(groups) == 14
+    assert all(n >= 3 for n in groups[1:-1]) and len(groups) > 1  # the last group may be what was left
 
 
 def _share_of_same_codes(one: dict, two: dict) -> float:
