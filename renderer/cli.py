@@ -112,7 +112,7 @@ def ray_options(address: str | None, engines: int):
 @click.option("--gpu-memory", type=click.FloatRange(0.05, 0.99), default=0.5, show_default=True,
               help="Fraction of GPU memory the engine may take.")
 @click.option("--engines", type=click.IntRange(0), default=0, show_default=True,
-              help="Speech engines side by side on the GPU, sharing --gpu-memory (0: 3 on a GPU, 1 on the CPU).")
+              help="Speech engines side by side on the GPU, sharing --gpu-memory (0: on a GPU as many as its --gpu-memory share holds at 4.2 GiB each, 1 to 3; 1 on the CPU).")
 @click.option("--data-parallel", type=click.IntRange(0), default=1, show_default=True, metavar="N",
               help="Spread the engines over N GPUs of this host, --engines on each, with a codec on each "
                    "(0: every GPU).")

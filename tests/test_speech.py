@@ -96,6 +96,14 @@ def test_data_parallel_names_each_gpu_as_its_engine_process_will_see_it(monkeypa
     assert EngineOptions(data_parallel=1).gpus_to_use() == ["0"]
 
 
+@pytest.mark.parametrize(("card_gib", "share", "engines"), [(8, 0.5, 1), (24, 0.5, 2), (80, 0.5, 3), (141, 0.9, 3)])
+def test_engines_by_default_are_as_many_as_the_cards_share_holds(monkeypatch, card_gib, share, engines):
+    monkeypatch.setattr(engine_module, "_on_gpu", lambda: True)
+    monkeypatch.setattr(engine_module, "gpu_memory_gib", lambda: card_gib)
+    assert EngineOptions(gpu_memory_utilization=share).engines_to_start() == engines
+    assert EngineOptions(gpu_memory_utilization=share, replicas=2).engines_to_start() == 2  # as asked
+
+
 def test_missing_model_folder_is_one_clear_line(tmp_path):
     with pytest.raises(EngineError, match="no such model folder"):
         SpeechEngine(str(tmp_path / "nope"))

@@ -25,10 +25,13 @@ from renderer.speech import kani
 FRAME_PROCESSOR = "renderer.speech.frames:KaniFrameProcessor"
 CPU_KV_CACHE_GIB = 1  # KV cache on the CPU: about 87,000 tokens of the full-size model
 # Chunks handed to an engine together once that many slots are free. A step that starts sequences
-# runs their prefill beside the others' decoding and cost about 40 ms more than a plain step (a fit
-# to two 10-hour runs on an H200: bench/README.md); handing them over in eights made about 1 step in 20
-# such a step instead of 1 in 6, for 1% more steps (bench/waves.py).
+# runs their prefill beside the others' decoding: about 40 ms more than a plain step, by a fit to the
+# 10-hour runs on an H200 (bench/README.md). In eights, bench/waves.py counts 1 such step in 20
+# instead of 1 in 6, for 1% more steps. Not yet measured on a GPU.
 ADMIT_TOGETHER = 8
+# GPU memory one engine's share needs at the least, to be counted as room for an engine: one ran
+# with 128 sequences in a 4.2 GiB share at 129x (an 8 GiB card emulated on an H200: bench/README.md).
+ENGINE_GIB = 4.2
 GPU_REPLICAS = 3  # engines on one GPU by default: on an H100, 1.7x one engine's whole render (bench/README.md)
 DEFAULT_GRAPH_BATCH = 512  # vLLM's largest CUDA-graph batch unless told otherwise
 SEED_BITS = 31  # vLLM takes a signed 32-bit seed
@@ -66,8 +69,13 @@ class EngineOptions:
     compile_codec: bool = False
 
     def engines_to_start(self) -> int:
-        """`replicas`, or its default where it is 0: GPU_REPLICAS on a GPU, 1 on the CPU."""
-        return self.replicas or (GPU_REPLICAS if _on_gpu() else 1)
+        """`replicas`, or its default where it is 0: on a GPU, as many as its share of the memory
+        holds at ENGINE_GIB each, 1 to GPU_REPLICAS (an 8 GiB card at 0.5: 1); 1 on the CPU."""
+        if self.replicas:
+            return self.replicas
+        if not _on_gpu():
+            return 1
+        return max(1, min(GPU_REPLICAS, int(gpu_memory_gib() * self.gpu_memory_utilization / ENGINE_GIB)))
 
     def gpus_to_use(self) -> list[str]:
         """The GPUs the engines go on, as CUDA_VISIBLE_DEVICES names them for a child process ([]
@@ -112,6 +120,13 @@ def _on_gpu() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def gpu_memory_gib() -> float:
+    """The first visible GPU's memory, in GiB."""
+    import torch
+
+    return torch.cuda.get_device_properties(0).total_memory / 2**30
 
 
 def visible_gpus() -> list[str]:
