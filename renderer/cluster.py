@@ -240,6 +240,15 @@ def _stored_rows(takes: list[Take]) -> list[dict]:
             for k in range(0, len(numbered), FLUSH_TAKES)]
 
 
+def speech_stage(ray, rows, actor, kwargs: dict, batch: int, engines: int, resources: dict):
+    """`rows` through `engines` actors of the class `actor`, a batch of `batch` rows a call. One batch
+    at a time an actor: Ray Data's default of two would hand both of a two-engine job's batches to the
+    engine ready first, and the other would get none (bench/README.md, "Fifth session")."""
+    return rows.map_batches(actor, fn_constructor_kwargs=kwargs, batch_size=batch,
+                            compute=ray.data.ActorPoolStrategy(size=engines, max_tasks_in_flight_per_actor=1),
+                            **resources)
+
+
 def render_on_ray(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec: str, options: EngineOptions,
                   run: RunReport, routes: _Routes, cluster: RayOptions) -> None:
     """Generate and decode every plan's takes on Ray, routing each to its book as it arrives."""
@@ -269,8 +278,7 @@ def render_on_ray(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec
             rows = ray.data.from_items(_input_rows(chunks, owner))
             batch = min(SPEECH_BATCH, math.ceil(len(chunks) / engines))
             actor = {"model": model, "options": options, "omp_threads": os.environ.get("OMP_NUM_THREADS")}
-            speech = rows.map_batches(SpeechActor, fn_constructor_kwargs=actor, batch_size=batch,
-                                      compute=ray.data.ActorPoolStrategy(size=engines), **speech_res)
+            speech = speech_stage(ray, rows, SpeechActor, actor, batch, engines, speech_res)
             started = _drain(decode(speech), chunks, run, routes, model)
             # The actors start side by side: the longest start is this pipeline's, the rest generating.
             run.seconds["engine_start"] += started

@@ -130,3 +130,33 @@ def test_speech_actor_starts_its_engine_with_the_drivers_thread_setting_not_rays
     assert "no such model folder" in str(actor.error)  # it went on to start the engine
     SpeechActor(str(tmp_path / "no-model"), EngineOptions(), omp_threads="6")
     assert os.environ["OMP_NUM_THREADS"] == "6"
+
+
+def test_each_speech_actor_gets_a_batch_though_one_is_ready_first(tmp_path):
+    """Two actors, two batches, the second actor ready seconds after the first: each takes one batch
+    (with Ray Data's default, the first ready took both and the other engine sat idle)."""
+    import time
+
+    from renderer.cluster import _connect, _import_ray, speech_stage
+
+    class LateSecond:
+        def __init__(self, first: str):
+            try:
+                os.close(os.open(first, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                time.sleep(3)  # as a second engine still compiling
+
+        def __call__(self, batch):
+            time.sleep(6)  # generating, longer than the second one's start
+            return {"pid": np.full(len(batch["id"]), os.getpid())}
+
+    ray = _import_ray()
+    started = _connect(ray, None)
+    try:
+        rows = ray.data.from_items([{"id": i} for i in range(8)])
+        out = speech_stage(ray, rows, LateSecond, {"first": str(tmp_path / "first")}, 4, 2, {"num_cpus": 1})
+        pids = [int(row["pid"]) for row in out.take_all()]
+    finally:
+        if started:
+            ray.shutdown()
+    assert len(pids) == 8 and len(set(pids)) == 2 and pids.count(pids[0]) == 4
