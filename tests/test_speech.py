@@ -149,6 +149,13 @@ def test_engine_hands_over_chunks_together_as_slots_free_up(engine, tiny_models,
     assert all(n >= 3 for n in groups[1:-1]) and len(groups) > 1  # the last group may be what was left
 
 
+def test_an_engine_with_fewer_slots_than_go_together_still_takes_every_chunk(engine, tiny_models, monkeypatch):
+    monkeypatch.setattr(engine_module, "ADMIT_TOGETHER", 16)  # more than its 8 slots
+    monkeypatch.setattr(engine, "options", dataclasses.replace(engine.options, retries=0))
+    chunks = _chunks(str(tiny_models[0]), [f"Line number {i}." for i in range(10)])
+    assert sorted(t.chunk.index for t in engine.takes(chunks)) == list(range(10))
+
+
 def _share_of_same_codes(one: dict, two: dict) -> float:
     """How many codes two renders of the same chunks share. Not bit for bit: the logits of a row shift
     slightly with the batch around it (bf16 on CPUs that have it), and the tiny model's are near ties;

@@ -348,9 +348,11 @@ class _Stream:
         return bool(self.pending or self.backlog)
 
     def admit(self) -> None:
-        """Hand the engine chunks for its free slots, once ADMIT_TOGETHER are free (or the rest fit)."""
-        free = self.speech.options.max_num_seqs - len(self.pending)
-        if self.backlog and free >= min(ADMIT_TOGETHER, len(self.backlog)):
+        """Hand the engine chunks for its free slots, once ADMIT_TOGETHER are free (or all its slots
+        are, or the rest fit)."""
+        slots = self.speech.options.max_num_seqs
+        free = slots - len(self.pending)
+        if self.backlog and free >= min(ADMIT_TOGETHER, slots, len(self.backlog)):
             for _ in range(min(free, len(self.backlog))):
                 self.add(self.backlog.popleft(), 0)
 
