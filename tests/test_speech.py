@@ -117,7 +117,9 @@ def test_unreachable_hub_model_is_one_clear_line():
 
 @pytest.fixture(scope="module")
 def engine(tiny_models):
-    return SpeechEngine(str(tiny_models[0]), EngineOptions(retries=1, enforce_eager=True, max_num_seqs=8))
+    speech = SpeechEngine(str(tiny_models[0]), EngineOptions(retries=1, enforce_eager=True, max_num_seqs=8))
+    yield speech
+    speech.close()  # left open, later in-process renders made other codes than a fresh process (test_resume after this file)
 
 
 def _chunks(model: str, texts: list[str]) -> list[Chunk]:
