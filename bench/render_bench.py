@@ -63,7 +63,24 @@ def repeated(book: Book, times: int) -> Book:
     return dataclasses.replace(book, chapters=tuple(chapters))
 
 
-class PeakMemory:
+class Sampler:
+    """A `sample` loop on a thread of its own while in a `with` block; it ends when `stop` is set."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        threading.Thread(target=self.sample, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+
+
+class PeakMemory(Sampler):
     """GPU memory in use, sampled every 0.2 s with nvidia-smi: the peak of the device-wide total, each
     process's own peak (vLLM's engines run in processes of their own) and each GPU's (by its bus id)."""
 
@@ -71,7 +88,7 @@ class PeakMemory:
         self.peak = 0.0
         self.by_process: dict[str, float] = {}
         self.by_gpu: dict[str, float] = {}
-        self.stop = threading.Event()
+        super().__init__()
 
     def sample(self) -> None:
         query = ["nvidia-smi", "--query-compute-apps=pid,process_name,used_memory,gpu_bus_id",
@@ -93,24 +110,17 @@ class PeakMemory:
             for bus, gib in gpus.items():
                 self.by_gpu[bus] = max(self.by_gpu.get(bus, 0.0), gib)
 
-    def __enter__(self):
-        threading.Thread(target=self.sample, daemon=True).start()
-        return self
 
-    def __exit__(self, *exc):
-        self.stop.set()
-
-
-class CpuUse:
+class CpuUse(Sampler):
     """Cores each kind of process used, sampled from /proc every second while the render runs: the
     engine cores, this process (driver, decoder), the chapter workers. `between(a, b)` averages the
     samples from a to b seconds after the start (the render's marks)."""
 
-    KINDS = (("EngineCore", "engine cores"), ("spawn_main", "chapter workers"), ("multiprocessing", "chapter workers"))
+    KINDS = (("EngineCore", "engine cores"), ("spawn_main", "chapter workers"))
 
     def __init__(self):
         self.samples: list[tuple[float, dict[str, float]]] = []  # (seconds from the start, cores by kind)
-        self.stop = threading.Event()
+        super().__init__()
         self.tick = os.sysconf("SC_CLK_TCK")
 
     def kind(self, pid: int) -> str:
@@ -151,13 +161,6 @@ class CpuUse:
         picked = [cores for at, cores in self.samples if start <= at <= end]
         kinds = {k for cores in picked for k in cores}
         return {k: round(sum(c.get(k, 0.0) for c in picked) / len(picked), 2) for k in sorted(kinds)} if picked else {}
-
-    def __enter__(self):
-        threading.Thread(target=self.sample, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
 
 
 def main() -> None:
@@ -204,7 +207,7 @@ def main() -> None:
     render.CHAPTER_WORKERS = args.chapter_workers  # read as the chapter pool is made
     engine_module.ADMIT_TOGETHER = args.admit_together  # read as each engine's stream admits chunks
     if args.order == "longest":
-        engine_module.wave_order = lambda chunks, wave: sorted(chunks, key=lambda c: -c.seconds)
+        engine_module.wave_order = lambda chunks, wave: engine_module.longest_first(chunks)
     if args.codec_gib:
         torch.cuda.set_per_process_memory_fraction(args.codec_gib * 2**30 / torch.cuda.get_device_properties(0).total_memory)
     voice = resolve_voice("en", str(args.models / "kani"), str(args.models / "codec.nemo"))

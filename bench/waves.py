@@ -19,7 +19,7 @@ from render_bench import ROOT, repeated  # bench/, beside this script
 from renderer.book import Chunk, Voice
 from renderer.read import read_book
 from renderer.speech import kani
-from renderer.speech.engine import ADMIT_TOGETHER, wave_order
+from renderer.speech.engine import ADMIT_TOGETHER, longest_first, to_admit, wave_order
 from renderer.text.chunk import chunk_book
 
 
@@ -30,11 +30,11 @@ def engine_steps(queue: list[int], slots: int, together: int = 1) -> tuple[int, 
     running: list[int] = []  # the step each running sequence ends at
     step = busy = i = admitting = 0
     while i < len(queue) or running:
-        if i < len(queue) and slots - len(running) >= min(together, len(queue) - i):
+        if admit := to_admit(slots - len(running), slots, len(queue) - i, together):  # as _Stream.admit
             admitting += 1
-            while len(running) < slots and i < len(queue):
-                heapq.heappush(running, step + queue[i])
-                i += 1
+            for tokens in queue[i : i + admit]:
+                heapq.heappush(running, step + tokens)
+            i += admit
         busy += len(running) * (running[0] - step)
         step = running[0]
         while running and running[0] == step:
@@ -44,7 +44,7 @@ def engine_steps(queue: list[int], slots: int, together: int = 1) -> tuple[int, 
 
 def part_filled_last_wave(chunks: list[Chunk], wave: int) -> list[Chunk]:
     """wave_order's first version (2026-11-30): waves from the book's start, the last part-filled."""
-    return [c for k in range(0, len(chunks), wave) for c in sorted(chunks[k : k + wave], key=lambda c: -c.seconds)]
+    return [c for k in range(0, len(chunks), wave) for c in longest_first(chunks[k : k + wave])]
 
 
 def main() -> None:
@@ -57,7 +57,7 @@ def main() -> None:
 
     chunks = chunk_book(repeated(read_book(args.book), args.repeat), Voice("en", "andrew", "model", "codec"))
     wave = args.engines * args.slots
-    longest = sorted(chunks, key=lambda c: -c.seconds)
+    longest = longest_first(chunks)
     orders = {  # name: (order, chunks handed over together)
         "the book's order": (chunks, 1),
         "the whole book longest first": (longest, 1),

@@ -12,7 +12,7 @@ from renderer.book import Chunk, Voice
 from renderer.codec import CODEBOOK_SIZE
 from renderer.speech import engine as engine_module
 from renderer.speech import kani
-from renderer.speech.engine import EngineError, EngineOptions, SpeechEngine, _only_gpu, chunk_seed, wave_order
+from renderer.speech.engine import EngineError, EngineOptions, SpeechEngine, _only_gpu, chunk_seed, to_admit, wave_order
 
 
 def test_prompt_is_laid_out_as_trained():
@@ -149,6 +149,14 @@ def test_engine_hands_over_chunks_together_as_slots_free_up(engine, tiny_models,
     groups = [queued[step] for step in sorted(queued)]
     assert groups[0] == 8 and sum(groups) == 14
     assert all(n >= 3 for n in groups[1:-1]) and len(groups) > 1  # the last group may be what was left
+
+
+def test_to_admit_waits_for_enough_free_slots_then_fills_them():
+    assert to_admit(free=5, slots=16, waiting=10, together=8) == 0  # 8 must be free first
+    assert to_admit(free=9, slots=16, waiting=10, together=8) == 9  # then every free slot is filled
+    assert to_admit(free=3, slots=16, waiting=2, together=8) == 2  # the last few need not wait for 8
+    assert to_admit(free=2, slots=2, waiting=10, together=8) == 2  # fewer slots than 8: all of them
+    assert to_admit(free=16, slots=16, waiting=0, together=8) == 0
 
 
 def test_an_engine_with_fewer_slots_than_go_together_still_takes_every_chunk(engine, tiny_models, monkeypatch):

@@ -327,7 +327,17 @@ def wave_order(chunks: Iterable[Chunk], wave: int) -> list[Chunk]:
     first = len(chunks) % wave or wave
     starts = [0, *range(first, len(chunks), wave)]
     ends = [*starts[1:], len(chunks)]
-    return [c for a, b in zip(starts, ends) for c in sorted(chunks[a:b], key=lambda c: -c.seconds)]
+    return [c for a, b in zip(starts, ends) for c in longest_first(chunks[a:b])]
+
+
+def longest_first(chunks: Iterable[Chunk]) -> list[Chunk]:
+    return sorted(chunks, key=lambda c: -c.seconds)
+
+
+def to_admit(free: int, slots: int, waiting: int, together: int) -> int:
+    """How many waiting chunks an engine with `free` of its `slots` free takes now: none until
+    `together` are free (or all its slots are, or every waiting one fits), then as many as fit."""
+    return min(free, waiting) if waiting and free >= min(together, slots, waiting) else 0
 
 
 class _Stream:
@@ -348,13 +358,10 @@ class _Stream:
         return bool(self.pending or self.backlog)
 
     def admit(self) -> None:
-        """Hand the engine chunks for its free slots, once ADMIT_TOGETHER are free (or all its slots
-        are, or the rest fit)."""
+        """Hand the engine waiting chunks for its free slots, ADMIT_TOGETHER at the least (to_admit)."""
         slots = self.speech.options.max_num_seqs
-        free = slots - len(self.pending)
-        if self.backlog and free >= min(ADMIT_TOGETHER, slots, len(self.backlog)):
-            for _ in range(min(free, len(self.backlog))):
-                self.add(self.backlog.popleft(), 0)
+        for _ in range(to_admit(slots - len(self.pending), slots, len(self.backlog), ADMIT_TOGETHER)):
+            self.add(self.backlog.popleft(), 0)
 
     def add(self, chunk: Chunk, attempt: int) -> None:
         from vllm.inputs import TokensPrompt
