@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--cases", default="fp32:eager,fp32:nemo,bf16:nemo,bf16:eager,bf16:tuned,bf16:compiled")
     parser.add_argument("--new-shapes", action="store_true", help="batches of 24 new shapes, as a render's come")
     parser.add_argument("--profile", action="store_true", help="print where one bf16 batch of 16 spends its GPU time")
+    parser.add_argument("--channels-last", action="store_true", help="with --profile: the channels-last decoder")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     import torch
@@ -87,13 +88,15 @@ def main() -> None:
     sizes = [int(b) for b in args.batches.split(",")]
     takes = [rng.integers(0, CODEBOOK_SIZE, (NUM_CODEBOOKS, FRAMES)) for _ in range(max(sizes))]
     if args.profile:
-        print(profile_decode(load_codec(args.codec, precision="bf16"), takes[:16]))
+        print(profile_decode(load_codec(args.codec, precision="bf16", channels_last=args.channels_last), takes[:16]))
         return
     reference: dict[int, list[np.ndarray]] = {}
     rows = []
     for case in args.cases.split(","):
-        precision, how = case.split(":")  # how: eager, tuned (cuDNN picks conv algorithms), compiled, or nemo
-        codec = load_codec(args.codec, precision=precision, tune_convs=how == "tuned", compile=how == "compiled")
+        # how: eager, tuned (cuDNN picks conv algorithms), compiled, or nemo; "wide-" before it: channels-last
+        precision, how = case.split(":")
+        codec = load_codec(args.codec, precision=precision, tune_convs=how.endswith("tuned"),
+                           compile=how.endswith("compiled"), channels_last=how.startswith("wide-"))
         if how == "nemo":
             codec.decoder = nemo_decoder(codec.model.audio_decoder)
         case_columns = {"date": datetime.date.today().isoformat(), "gpu": device_name(), "precision": precision,

@@ -23,6 +23,7 @@ from pathlib import Path
 from results_table import append_rows, device_name  # bench/, beside this script
 
 from renderer import cluster, render
+from renderer import codec as codec_module
 from renderer.book import Book
 from renderer.cluster import RayOptions
 from renderer.codec import FRAMES_PER_SECOND
@@ -183,6 +184,8 @@ def main() -> None:
     parser.add_argument("--ray-codec-gpu", type=float, default=0.0,
                         help="with --ray: the GPU share each codec actor asks for (1: a GPU of its own; default: the "
                              "renderer's, beside a speech actor)")
+    parser.add_argument("--codec-channels-last", action=argparse.BooleanOptionalAction, default=codec_module.CHANNELS_LAST,
+                        help="the codec's decoder on channels-last tensors (renderer.codec.CHANNELS_LAST)")
     parser.add_argument("--codec-gib", type=float, default=0.0,
                         help="cap this process's CUDA allocator (the codec's) at this many GiB, as a small card's memory "
                              "would: with --gpu-memory, a consumer card on a big one")
@@ -205,6 +208,7 @@ def main() -> None:
         cluster.CODEC_GPU_SHARE = args.ray_codec_gpu  # read as the codec stage is made
 
     render.CHAPTER_WORKERS = args.chapter_workers  # read as the chapter pool is made
+    codec_module.CHANNELS_LAST = args.codec_channels_last  # read as the codec loads
     engine_module.ADMIT_TOGETHER = args.admit_together  # read as each engine's stream admits chunks
     if args.order == "longest":
         engine_module.wave_order = lambda chunks, wave: engine_module.longest_first(chunks)
@@ -233,7 +237,7 @@ def main() -> None:
         "data_parallel": len(engine.gpus_to_use()) if not args.ray else "",
         "gpu_memory": args.gpu_memory,
         "max_seqs": args.max_seqs,
-        "codec_compiled": args.compile_codec,
+        "codec_compiled": args.compile_codec, "codec_channels_last": args.codec_channels_last,
         "codec_cap_gib": args.codec_gib or "",
         # On Ray, the start of Ray and of the codec actor are inside total_s; engine_start_s is the actors'.
         "ray": args.ray and (args.ray_engines or "1 per GPU"), "gpus": torch.cuda.device_count(),

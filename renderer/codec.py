@@ -25,6 +25,7 @@ SAMPLES_PER_FRAME = math.prod(UPSAMPLE_RATES)  # 1,764 samples a frame
 FRAMES_PER_SECOND = SAMPLE_RATE / SAMPLES_PER_FRAME  # 12.5 frames a second
 DEFAULT_CODEC = "nvidia/nemo-nano-codec-22khz-0.6kbps-12.5fps"
 DECODE_BATCH_FRAMES = 150 * 16  # frames in one decode batch: 16 twelve-second chunks, about 4 GiB at fp32
+CHANNELS_LAST = False  # on a GPU, the decoder's layers channels-last (`_plain_decoder`); not yet measured faster
 PAD_FRAMES = 25  # a batch's length is padded to a multiple of this (2 s): fewer shapes to compile or tune for
 
 
@@ -32,18 +33,29 @@ class CodecError(RendererError):
     """The codec could not be loaded: one line for the user."""
 
 
-def _plain_decoder(nemo_decoder):
+def _plain_decoder(nemo_decoder, channels_last: bool = False):
     """NeMo's CausalHiFiGANDecoder as a plain torch module with the same weights (weight norm
     folded in) and the same arithmetic, without NeMo's type checks and length masks, so that
     torch.compile can trace it whole. Every layer is causal, so what the masks zero (samples past a
     take's length) never reaches a sample inside it: trimming the output to the lengths is enough.
-    (batch, 16, frames) in, (batch, frames * 1,764) out, in the decoder's dtype."""
+    (batch, 16, frames) in, (batch, frames * 1,764) out, in the decoder's dtype.
+
+    channels_last: run every layer as a 2-D convolution over (batch, channels, 1, samples) held
+    channels-last, cuDNN's native layout on a GPU, so that no convolution copies its input and output
+    between layouts; a causal convolution is then padded on both sides and its right overhang
+    dropped. Same weights; the arithmetic differs only in the kernels' order of summation."""
     import torch
     import torch.nn.functional as F
     from nemo.collections.common.parts.utils import ClampActivation, HalfSnake, Snake
 
     def frozen(tensor):
-        return None if tensor is None else torch.nn.Parameter(tensor.detach().clone(), requires_grad=False)
+        """A weight as a constant; with channels_last, a 1-D layer's weight (or alpha) made 2-D, channels-last."""
+        if tensor is None:
+            return None
+        tensor = tensor.detach().clone()
+        if channels_last and tensor.dim() == 3:
+            tensor = tensor.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        return torch.nn.Parameter(tensor, requires_grad=False)
 
     def unsupported(what) -> CodecError:
         return CodecError(f"codec decoder: {what} is not supported (only the nano codec's causal HiFi-GAN)")
@@ -83,6 +95,9 @@ def _plain_decoder(nemo_decoder):
             self.reach = (conv.kernel_size[0] - 1) * self.dilation
 
         def forward(self, x):
+            if channels_last:  # padded both sides (the layout kept), the right overhang dropped
+                out = F.conv2d(x, self.weight, self.bias, padding=(0, self.reach), dilation=(1, self.dilation))
+                return out[..., : x.shape[-1]]
             return F.conv1d(F.pad(x, (self.reach, 0)), self.weight, self.bias, dilation=self.dilation)
 
     class UpSample(torch.nn.Module):
@@ -96,7 +111,10 @@ def _plain_decoder(nemo_decoder):
             self.left, self.right = nemo.padding_left, nemo.padding_right
 
         def forward(self, x):
-            out = F.conv_transpose1d(x, self.weight, self.bias, stride=self.stride, groups=self.groups)
+            if channels_last:
+                out = F.conv_transpose2d(x, self.weight, self.bias, stride=(1, self.stride), groups=self.groups)
+            else:
+                out = F.conv_transpose1d(x, self.weight, self.bias, stride=self.stride, groups=self.groups)
             return out[..., self.left : out.shape[-1] - self.right]
 
     class Residual(torch.nn.Module):
@@ -125,18 +143,21 @@ def _plain_decoder(nemo_decoder):
             self.post_act, self.post = Activation(d.post_activation), Conv(d.post_conv)
 
         def forward(self, x):
+            if channels_last:
+                x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
             x = self.pre(x)
             for act, up, chains in self.stages:
                 x = up(act(x))
                 x = sum(chain(x) for chain in chains) / len(chains)  # HiFiGANResLayer: the mean of its blocks
             x = self.post(self.post_act(x))[:, 0]
+            x = x[:, 0] if channels_last else x
             return x.clamp(*self.clamp) if self.clamp else torch.tanh(x)
 
     return Decoder().to(next(nemo_decoder.parameters()).dtype).eval()
 
 
 def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_convs: bool = False,
-               compile: bool = False):
+               compile: bool = False, channels_last: bool | None = None):
     """Load the codec from a local `.nemo` file (restore_from) or a hub id (from_pretrained).
 
     precision: the decoder's weights and activations, "bf16" or "fp32" ("auto": bf16 on a GPU, fp32
@@ -144,7 +165,8 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_
     off by default: on an H200 each new shape cost about 2.6 s of timing, a render's batches come in
     many shapes, and the tuned decoder ran no faster (bench/README.md). compile: torch.compile the decoder
     (ours, not NeMo's, whose type checks broke the graph) once, with symbolic batch and length, while
-    loading: a minute or more. Returns a `Codec`. Raises CodecError with one line when it
+    loading: a minute or more. channels_last: the decoder's layers as 2-D convolutions on
+    channels-last tensors (`_plain_decoder`); None: CHANNELS_LAST on a GPU. Returns a `Codec`. Raises CodecError with one line when it
     cannot be loaded.
     """
     import torch
@@ -155,6 +177,8 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_
         precision = "bf16" if device.startswith("cuda") else "fp32"
     if device.startswith("cuda"):
         torch.backends.cudnn.benchmark = tune_convs
+    if channels_last is None:
+        channels_last = CHANNELS_LAST and device.startswith("cuda")
     local = Path(source).expanduser()
     looks_local = local.exists() or source.startswith((".", "/", "~")) or source.endswith(".nemo")
     if looks_local and not local.is_file():
@@ -174,14 +198,14 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_
     model = model.eval()
     if precision == "bf16":
         model = model.to(torch.bfloat16)  # NeMo's decode casts the dequantized codes to the model's dtype
-    return Codec(model, device, compile)
+    return Codec(model, device, compile, channels_last)
 
 
 class Codec:
     """A loaded codec. `decode` turns codes into float32 audio at SAMPLE_RATE: NeMo's own
     dequantizer, then our plain copy of its decoder (`_plain_decoder`)."""
 
-    def __init__(self, model, device: str, compile: bool = False):
+    def __init__(self, model, device: str, compile: bool = False, channels_last: bool = False):
         import torch
 
         self.model = model
@@ -191,7 +215,7 @@ class Codec:
                 f"codec runs at {model.sample_rate} Hz, {model.samples_per_frame} samples a frame; "
                 f"KaniTTS needs {SAMPLE_RATE} Hz, {SAMPLES_PER_FRAME}"
             )
-        self.decoder = _plain_decoder(model.audio_decoder)
+        self.decoder = _plain_decoder(model.audio_decoder, channels_last)
         self.least_rows = 1
         self.most_rows = sys.maxsize  # takes a batch; halved by decode when the GPU runs out of memory
         if compile:  # batch and length vary: one graph with symbolic sizes, not one per shape

@@ -72,6 +72,16 @@ def test_our_decoder_gives_nemos_audio(tiny_models, precision):
         np.testing.assert_allclose(ours, nemo, atol=1e-6)
 
 
+def test_channels_last_decoder_gives_the_same_audio(tiny_models, codec):
+    wide = load_codec(str(tiny_models[1]), device="cpu", channels_last=True)
+    assert wide.decoder.pre.weight.dim() == 4 and wide.decoder.pre.weight.is_contiguous(memory_format=torch.channels_last)
+    rng = np.random.default_rng(4)
+    codes = [rng.integers(0, 4032, size=(4, n)) for n in (30, 7, 51)]
+    for ours, plain in zip(wide.decode(codes), codec.decode(codes), strict=True):
+        assert len(ours) == len(plain)
+        np.testing.assert_allclose(ours, plain, atol=1e-5)
+
+
 @pytest.mark.slow  # two minutes of compiling on the CPU
 def test_compiled_decoder_gives_the_same_audio_for_every_batch_shape(tiny_models, codec):
     torch._dynamo.utils.counters.clear()
