@@ -185,7 +185,8 @@ def main() -> None:
                         help="with --ray: the GPU share each codec actor asks for (1: a GPU of its own; default: the "
                              "renderer's, beside a speech actor)")
     parser.add_argument("--codec-channels-last", action=argparse.BooleanOptionalAction, default=codec_module.CHANNELS_LAST,
-                        help="the codec's decoder on channels-last tensors (renderer.codec.CHANNELS_LAST)")
+                        help="the codec's decoder on channels-last tensors (renderer.codec.CHANNELS_LAST; "
+                             "unset: when compiled)")
     parser.add_argument("--codec-gib", type=float, default=0.0,
                         help="cap this process's CUDA allocator (the codec's) at this many GiB, as a small card's memory "
                              "would: with --gpu-memory, a consumer card on a big one")
@@ -237,7 +238,8 @@ def main() -> None:
         "data_parallel": len(engine.gpus_to_use()) if not args.ray else "",
         "gpu_memory": args.gpu_memory,
         "max_seqs": args.max_seqs,
-        "codec_compiled": args.compile_codec, "codec_channels_last": args.codec_channels_last,
+        "codec_compiled": args.compile_codec, "codec_channels_last": (args.compile_codec if args.codec_channels_last is None
+                                                                   else args.codec_channels_last),
         "codec_cap_gib": args.codec_gib or "",
         # On Ray, the start of Ray and of the codec actor are inside total_s; engine_start_s is the actors'.
         "ray": args.ray and (args.ray_engines or "1 per GPU"), "gpus": torch.cuda.device_count(),

@@ -25,7 +25,11 @@ SAMPLES_PER_FRAME = math.prod(UPSAMPLE_RATES)  # 1,764 samples a frame
 FRAMES_PER_SECOND = SAMPLE_RATE / SAMPLES_PER_FRAME  # 12.5 frames a second
 DEFAULT_CODEC = "nvidia/nemo-nano-codec-22khz-0.6kbps-12.5fps"
 DECODE_BATCH_FRAMES = 150 * 16  # frames in one decode batch: 16 twelve-second chunks, about 4 GiB at fp32
-CHANNELS_LAST = False  # on a GPU, the decoder's layers channels-last (`_plain_decoder`); not yet measured faster
+# The decoder's layers channels-last (`_plain_decoder`): True, False, or None for "when compiled, on a
+# GPU". On an H200, bf16, batches of 16 and 64 twelve-second takes: compiled, channels-last 1,504x and
+# 1,533x against 1,058x and 1,048x; eager, channels-last 997x and 959x against 1,023x and 1,029x
+# (bench/README.md, "Sixth session").
+CHANNELS_LAST: bool | None = None
 PAD_FRAMES = 25  # a batch's length is padded to a multiple of this (2 s): fewer shapes to compile or tune for
 
 
@@ -166,7 +170,7 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_
     many shapes, and the tuned decoder ran no faster (bench/README.md). compile: torch.compile the decoder
     (ours, not NeMo's, whose type checks broke the graph) once, with symbolic batch and length, while
     loading: a minute or more. channels_last: the decoder's layers as 2-D convolutions on
-    channels-last tensors (`_plain_decoder`); None: CHANNELS_LAST on a GPU. Returns a `Codec`. Raises CodecError with one line when it
+    channels-last tensors (`_plain_decoder`); None: as CHANNELS_LAST says. Returns a `Codec`. Raises CodecError with one line when it
     cannot be loaded.
     """
     import torch
@@ -178,7 +182,7 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_
     if device.startswith("cuda"):
         torch.backends.cudnn.benchmark = tune_convs
     if channels_last is None:
-        channels_last = CHANNELS_LAST and device.startswith("cuda")
+        channels_last = CHANNELS_LAST if CHANNELS_LAST is not None else compile and device.startswith("cuda")
     local = Path(source).expanduser()
     looks_local = local.exists() or source.startswith((".", "/", "~")) or source.endswith(".nemo")
     if looks_local and not local.is_file():
