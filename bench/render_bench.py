@@ -114,10 +114,10 @@ class PeakMemory(Sampler):
 
 class CpuUse(Sampler):
     """Cores each kind of process used, sampled from /proc every second while the render runs: the
-    engine cores, this process (driver, decoder), the chapter workers. `between(a, b)` averages the
+    engine cores, their frontends' processes (--engine-processes), this process (driver, decoder), the chapter workers. `between(a, b)` averages the
     samples from a to b seconds after the start (the render's marks)."""
 
-    KINDS = (("EngineCore", "engine cores"), ("spawn_main", "chapter workers"))
+    KINDS = (("EngineCore", "engine cores"), ("EngineFrontend", "engine frontends"), ("spawn_main", "chapter workers"))
 
     def __init__(self):
         self.samples: list[tuple[float, dict[str, float]]] = []  # (seconds from the start, cores by kind)
@@ -184,6 +184,8 @@ def main() -> None:
     parser.add_argument("--ray-codec-gpu", type=float, default=0.0,
                         help="with --ray: the GPU share each codec actor asks for (1: a GPU of its own; default: the "
                              "renderer's, beside a speech actor)")
+    parser.add_argument("--engine-processes", action="store_true",
+                        help="each engine with its vLLM frontend in a process of its own (EngineOptions.engine_processes)")
     parser.add_argument("--codec-channels-last", action=argparse.BooleanOptionalAction, default=codec_module.CHANNELS_LAST,
                         help="the codec's decoder on channels-last tensors (renderer.codec.CHANNELS_LAST; "
                              "unset: when compiled)")
@@ -220,7 +222,7 @@ def main() -> None:
     engine = EngineOptions(quantize=args.quantize, max_num_seqs=args.max_seqs, gpu_memory_utilization=args.gpu_memory,
                            length_margin=1.0, retries=0, keep_runaways=True, sampler=args.sampler, replicas=args.replicas,
                            async_scheduling=args.async_, compile_codec=args.compile_codec,
-                           data_parallel=args.data_parallel)
+                           data_parallel=args.data_parallel, engine_processes=args.engine_processes)
     with tempfile.TemporaryDirectory() as out, PeakMemory() as memory, CpuUse() as cpu:
         options = RenderOptions(voice=voice, out=Path(out), fmt="flac", engine=engine, progress=args.progress)
         report = render_book(book, options, cluster=RayOptions(engines=args.ray_engines) if args.ray else None)
@@ -234,7 +236,7 @@ def main() -> None:
         "case": args.case,
         "quantize": "bitsandbytes" if args.quantize else "none",
         "sampler": args.sampler,
-        "async": args.async_, "replicas": engine.engines_to_start(),
+        "async": args.async_, "replicas": engine.engines_to_start(), "engine_processes": args.engine_processes,
         "data_parallel": len(engine.gpus_to_use()) if not args.ray else "",
         "gpu_memory": args.gpu_memory,
         "max_seqs": args.max_seqs,

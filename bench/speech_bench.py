@@ -27,7 +27,7 @@ from renderer.speech.engine import EngineOptions, SpeechEngine
 from renderer.speech.kani import TOKENS_PER_SECOND
 
 ROOT = Path(__file__).resolve().parents[1]
-COLUMNS = ("date", "gpu", "vllm", "case", "quantize", "sampler", "async", "replicas", "max_seqs", "chunks", "tokens",
+COLUMNS = ("date", "gpu", "vllm", "case", "quantize", "sampler", "async", "replicas", "engine_processes", "max_seqs", "chunks", "tokens",
            "engine_start_s", "generate_s", "ms_per_step_est", "tokens_per_s", "x_realtime")
 TEXT = "the lamp was lit at dusk and it burned until the morning came over the quiet harbour while ships waited"
 WORDS = TEXT.split()
@@ -85,7 +85,7 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
     """The engine as the benchmark runs it: every chunk to its planned length, runaways kept."""
     return EngineOptions(quantize=args.quantize, max_num_seqs=args.max_seqs, gpu_memory_utilization=args.gpu_memory,
                          length_margin=1.0, retries=0, keep_runaways=True, sampler=args.sampler, replicas=args.replicas,
-                         async_scheduling=args.async_)
+                         async_scheduling=args.async_, engine_processes=args.engine_processes)
 
 
 def measure(args: argparse.Namespace, base: dict, threads: str = "") -> list[dict]:
@@ -103,7 +103,7 @@ def measure(args: argparse.Namespace, base: dict, threads: str = "") -> list[dic
     start = time.perf_counter() - begun
     chunks = bench_chunks(args.model, args.chunks, args.seconds)
     base = {**base, "vllm": vllm.__version__, "replicas": engine.replicas, "engine_start_s": round(start, 1),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "")}
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""), "engine_processes": args.engine_processes}
 
     if args.profile_steps:
         print(profile_steps(engine, chunks, warm=30, steps=args.profile_steps))
@@ -204,6 +204,8 @@ def main() -> None:
     parser.add_argument("--profile-steps", type=int, default=0)
     parser.add_argument("--barrier", type=Path, help="a folder: wait, after warm-up, until --parties processes are ready")
     parser.add_argument("--parties", type=int, default=1)
+    parser.add_argument("--engine-processes", action="store_true",
+                        help="each engine with its vLLM frontend in a process of its own (EngineOptions.engine_processes)")
     parser.add_argument("--replicas", type=int, default=EngineOptions.replicas, help="engines side by side on the GPU (0: auto)")
     parser.add_argument("--ray", action="store_true", help="run in a task of a local Ray, on one GPU, without Ray Data")
     parser.add_argument("--ray-data", action="store_true",

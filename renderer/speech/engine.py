@@ -67,6 +67,10 @@ class EngineOptions:
     sampler: str = "codes"
     # The codec's decoder under torch.compile (Codec): a run's decode setting travels with its engine's.
     compile_codec: bool = False
+    # Each engine, with its vLLM frontend, in a process of its own (renderer/speech/frontends.py), so
+    # that the engines' per-step Python work does not share this process's interpreter. Not yet
+    # measured on a GPU.
+    engine_processes: bool = False
 
     def engines_to_start(self) -> int:
         """`replicas`, or its default where it is 0: on a GPU, as many as its share of the memory
@@ -190,10 +194,18 @@ class SpeechEngine:
         self.tokenizer = self._load_tokenizer()
         self.replicas = options.engines_to_start()  # on each GPU
         self.gpus = options.gpus_to_use()
+        self.engines = self.replicas * max(1, len(self.gpus))
         self.llms = []
+        self.processes = None
+        if options.engine_processes:
+            from renderer.speech.frontends import EngineProcesses
+
+            self.processes = EngineProcesses(model, options, self.engines, self.gpus if len(self.gpus) > 1 else [None],
+                                             options.gpu_memory_utilization / self.replicas)
+            return
         try:
             # One after another (vLLM sizes its memory from what is free), dealt over the GPUs.
-            for k in range(self.replicas * max(1, len(self.gpus))):
+            for k in range(self.engines):
                 with _only_gpu(self.gpus[k % len(self.gpus)] if len(self.gpus) > 1 else None):
                     self.llms.append(self._load_llm())
         except EngineError:
@@ -271,6 +283,8 @@ class SpeechEngine:
 
     def close(self) -> None:
         """Stop the engines and free their memory, so that the next model's engine fits."""
+        if self.processes is not None:
+            self.processes.close()
         for llm in self.llms:
             core = getattr(llm.llm_engine, "engine_core", None)
             if core is not None and hasattr(core, "shutdown"):
@@ -307,11 +321,18 @@ class SpeechEngine:
         A runaway (max_tokens reached without END_OF_SPEECH) is queued again with another seed, up
         to `retries` times; after that it is yielded with finished=False (its codes cut at the
         budget, kept only if keep_runaways). With several engines (replicas, GPUs), each renders its
-        share of the chunks (dealt in turn, in wave_order); they are stepped in turn, each engine core running on
-        its own process meanwhile (on the CPU, where they run in this process, simply one after another).
+        share of the chunks (dealt in turn, in wave_order): in their own processes (engine_processes),
+        or here (`in_turn`).
         """
-        ordered = wave_order(chunks, len(self.llms) * self.options.max_num_seqs)
-        streams = [_Stream(self, llm, ordered[k :: len(self.llms)]) for k, llm in enumerate(self.llms)]
+        ordered = wave_order(chunks, self.engines * self.options.max_num_seqs)
+        shares = [ordered[k :: self.engines] for k in range(self.engines)]
+        yield from (self if self.processes is None else self.processes).in_turn(shares)
+
+    def in_turn(self, shares: list[list[Chunk]]) -> Iterator[Take]:
+        """Engine k renders shares[k], in that order. The engines are stepped in turn, each engine core
+        running on its own process meanwhile (on the CPU, where they run in this process, simply one
+        after another)."""
+        streams = [_Stream(self, llm, share) for llm, share in zip(self.llms, shares, strict=True)]
         while any(stream.busy for stream in streams):
             for stream in streams:
                 if stream.busy:

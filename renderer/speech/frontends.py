@@ -1,0 +1,136 @@
+"""Each engine in a process of its own (EngineOptions.engine_processes).
+
+With several engines in one process, every engine's vLLM frontend (its `LLM`: requests in,
+outputs of each step taken apart, finished ones gathered) runs on that process's one interpreter,
+with the codec's decoding beside it. In the 10-hour renders that process sat at one core while the
+engines' batches were part-empty (bench/README.md, "Sixth session"). Here each engine gets a spawned
+process, which holds an ordinary one-engine SpeechEngine and sends back each take as it finishes: the
+frontends then run side by side, and this process only gathers takes.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import signal
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+
+from renderer.book import Chunk, RendererError, Take, first_line
+
+POLL_S = 1.0  # how often a wait for a take checks that the engines' processes are alive
+STOP_S = 30.0  # how long a stopping engine process is given to shut its engine down
+
+
+def _main(model: str, options, index: int, requests, results) -> None:
+    """An engine process: start the engine, say so, then render each list of chunks asked for,
+    sending ("take", index, (position in the list, codes, finished, attempts, steps)) for each take
+    and ("done", index, None) after the last. Errors go back as ("error", index, one line)."""
+    from renderer.speech.engine import SpeechEngine
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # the engine is shut down on the way out
+    try:
+        import setproctitle
+
+        setproctitle.setproctitle(f"renderer::EngineFrontend_{index}")  # named apart from the chapter workers
+    except ImportError:
+        pass
+    try:
+        engine = SpeechEngine(model, options)
+    except RendererError as err:
+        results.put(("error", index, str(err)))
+        return
+    except Exception as err:  # noqa: BLE001 - whatever vLLM raises, the user gets one line
+        results.put(("error", index, f"{model}: the speech model could not be started: {first_line(err)}"))
+        return
+    try:
+        results.put(("ready", index, None))
+        while (chunks := requests.get()) is not None:
+            position = {id(chunk): k for k, chunk in enumerate(chunks)}
+            for take in engine.in_turn([chunks]):  # in the order given: the parent dealt them in waves
+                results.put(("take", index, (position[id(take.chunk)], take.codes, take.finished, take.attempts,
+                                             take.steps)))
+            results.put(("done", index, None))
+    except RendererError as err:
+        results.put(("error", index, str(err)))
+    except Exception as err:  # noqa: BLE001
+        results.put(("error", index, f"{model}: the speech engine stopped: {first_line(err)}"))
+    finally:
+        engine.close()
+
+
+class EngineProcesses:
+    """`count` one-engine processes, started one after another (vLLM sizes its memory from what
+    is free), engine k on gpus[k % len(gpus)] (None: as this process sees them), each with
+    `share` of its GPU's memory."""
+
+    def __init__(self, model: str, options, count: int, gpus: list[str | None], share: float):
+        from renderer.speech.engine import EngineError, _only_gpu
+
+        self.model = model
+        context = multiprocessing.get_context("spawn")
+        self.results = context.Queue()
+        self.requests = []
+        self.processes = []
+        self.busy: set[int] = set()  # rendering a share
+        one = replace(options, replicas=1, data_parallel=1, gpu_memory_utilization=share, engine_processes=False)
+        try:
+            for k in range(count):
+                self.requests.append(context.Queue())
+                process = context.Process(target=_main, args=(model, one, k, self.requests[k], self.results),
+                                          name=f"renderer-engine-{k}")
+                with _only_gpu(gpus[k % len(gpus)]):  # read by the child (and its engine core) as it starts
+                    process.start()
+                self.processes.append(process)
+                kind, _, payload = self._next({k})
+                if kind == "error":
+                    raise EngineError(payload)
+        except BaseException:
+            self.close()
+            raise
+
+    def _next(self, busy: set[int]) -> tuple:
+        """The next message from the processes; EngineError if one of `busy` died without a word."""
+        from renderer.speech.engine import EngineError
+
+        while True:
+            try:
+                return self.results.get(timeout=POLL_S)
+            except queue.Empty:
+                for k in busy:
+                    if not self.processes[k].is_alive():
+                        raise EngineError(f"{self.model}: engine process {k} stopped (exit code "
+                                          f"{self.processes[k].exitcode}); finished chunks are kept") from None
+
+    def in_turn(self, shares: list[list[Chunk]]) -> Iterator[Take]:
+        """Engine k renders shares[k]; each take yielded as it arrives, with the chunk given here."""
+        from renderer.speech.engine import EngineError
+
+        self.busy = {k for k, share in enumerate(shares) if share}
+        for k in self.busy:
+            self.requests[k].put(shares[k])
+        while self.busy:
+            kind, k, payload = self._next(self.busy)
+            if kind == "take":
+                position, codes, finished, attempts, steps = payload
+                yield Take(chunk=shares[k][position], codes=codes, finished=finished, attempts=attempts, steps=steps)
+            elif kind == "done":
+                self.busy.discard(k)
+            elif kind == "error":
+                raise EngineError(payload)
+
+    def close(self) -> None:
+        """Stop the processes: an idle one when asked, one still rendering (its takes no longer
+        wanted) by SIGTERM; either shuts its engine down on the way out, or is killed if it lingers."""
+        for k, process in enumerate(self.processes):
+            if k in self.busy:
+                process.terminate()
+            else:
+                self.requests[k].put(None)
+        for process in self.processes:
+            process.join(timeout=STOP_S)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        self.processes.clear()
+        self.busy.clear()
