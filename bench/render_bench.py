@@ -164,6 +164,26 @@ class CpuUse(Sampler):
         return {k: round(sum(c.get(k, 0.0) for c in picked) / len(picked), 2) for k in sorted(kinds)} if picked else {}
 
 
+def py_spy_when_generating(seconds: int, output: Path) -> None:
+    """From the moment the engines start taking chunks, sample every process of this render (this one,
+    the engine cores, their frontends, the chapter workers) for `seconds` with py-spy: collapsed stacks
+    (one "process;thread;frames count" line each) in `output`, to read where each one's CPU goes."""
+    original = engine_module.SpeechEngine.takes
+
+    def takes(engine, chunks):
+        output.parent.mkdir(parents=True, exist_ok=True)
+        command = ["py-spy", "record", "--pid", str(os.getpid()), "--duration", str(seconds), "--rate", "50",
+                   "--subprocesses", "--threads", "--nonblocking", "--format", "raw", "--output", str(output)]
+        try:
+            with open(output.with_suffix(".log"), "w") as log:  # the child keeps its own copy of the file
+                subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+        except OSError as err:
+            print(f"py-spy not started: {err}", flush=True)
+        yield from original(engine, chunks)
+
+    engine_module.SpeechEngine.takes = takes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", type=Path, required=True, help="folder of `render models tiny --size full`")
@@ -186,6 +206,9 @@ def main() -> None:
                              "renderer's, beside a speech actor)")
     parser.add_argument("--engine-processes", action="store_true",
                         help="each engine with its vLLM frontend in a process of its own (EngineOptions.engine_processes)")
+    parser.add_argument("--py-spy", type=int, default=0, metavar="SECONDS",
+                        help="profile every process of the render with py-spy for this long once generating begins "
+                             "(collapsed stacks in RESULTS/py-spy.txt)")
     parser.add_argument("--codec-channels-last", action=argparse.BooleanOptionalAction, default=codec_module.CHANNELS_LAST,
                         help="the codec's decoder on channels-last tensors (renderer.codec.CHANNELS_LAST; "
                              "unset: when compiled)")
@@ -212,6 +235,8 @@ def main() -> None:
 
     render.CHAPTER_WORKERS = args.chapter_workers  # read as the chapter pool is made
     codec_module.CHANNELS_LAST = args.codec_channels_last  # read as the codec loads
+    if args.py_spy:
+        py_spy_when_generating(args.py_spy, args.results / "py-spy.txt")
     engine_module.ADMIT_TOGETHER = args.admit_together  # read as each engine's stream admits chunks
     if args.order == "longest":
         engine_module.wave_order = lambda chunks, wave: engine_module.longest_first(chunks)

@@ -28,6 +28,7 @@ from renderer.speech.kani import TOKENS_PER_SECOND
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("date", "gpu", "vllm", "case", "quantize", "sampler", "async", "replicas", "engine_processes", "max_seqs", "chunks", "tokens",
+           "driver_cores", "driver_us_per_token",
            "engine_start_s", "generate_s", "ms_per_step_est", "tokens_per_s", "x_realtime")
 TEXT = "the lamp was lit at dusk and it burned until the morning came over the quiet harbour while ships waited"
 WORDS = TEXT.split()
@@ -120,13 +121,16 @@ def measure(args: argparse.Namespace, base: dict, threads: str = "") -> list[dic
     if args.one_at_a_time:
         runs.append((f"{args.case}, one at a time", 1, [[c] for c in chunks[: args.one_at_a_time]]))
     for case, seqs, groups in runs:
-        begun = time.perf_counter()
+        begun, cpu = time.perf_counter(), time.process_time()
         tokens = sum(t.codes.size + t.finished for group in groups for t in engine.takes(group))
-        seconds = time.perf_counter() - begun
+        seconds, cpu = time.perf_counter() - begun, time.process_time() - cpu
         running = min(seqs, max(len(g) for g in groups))  # sequences in a step, the batch being full
         rows.append({**base, "case": case, "max_seqs": seqs, "chunks": sum(len(g) for g in groups), "tokens": tokens,
                      "generate_s": round(seconds, 2), "ms_per_step_est": round(1000 * seconds * running / tokens, 2),
                      "tokens_per_s": round(tokens / seconds), "x_realtime": round(tokens / seconds / TOKENS_PER_SECOND, 1),
+                     # This process's CPU: with engine cores in their own processes (on a GPU), the engines'
+                     # frontends, and what of it each token (a sequence's step) cost.
+                     "driver_cores": round(cpu / seconds, 2), "driver_us_per_token": round(1e6 * cpu / tokens, 1),
                      "env": {k: v for k, v in os.environ.items() if k.startswith("VLLM_")}})
         print(json.dumps(rows[-1]))
     engine.close()
