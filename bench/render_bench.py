@@ -280,6 +280,7 @@ def main() -> None:
         "generate_x_realtime": round(speech / s["generate"], 1),
         "decode_s": round(s["decode"], 1),
         "decode_x_realtime": round(speech / s["decode"], 1),
+        "store_s": round(s.get("store", 0.0), 1),  # storing the takes (fsynced), on its own thread since 2026-12-01
         "total_s": round(s["total"] - s["engine_start"] - s["codec_load"], 1),
         "render_x_realtime": round(speech / (s["total"] - s["engine_start"] - s["codec_load"]), 1),
         "peak_gpu_gib": round(memory.peak, 1),

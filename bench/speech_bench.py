@@ -28,7 +28,7 @@ from renderer.speech.kani import TOKENS_PER_SECOND
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("date", "gpu", "vllm", "case", "quantize", "sampler", "async", "replicas", "engine_processes", "max_seqs", "chunks", "tokens",
-           "driver_cores", "driver_us_per_token",
+           "engine_steps", "driver_cores", "driver_us_per_token",
            "engine_start_s", "generate_s", "ms_per_step_est", "tokens_per_s", "x_realtime")
 TEXT = "the lamp was lit at dusk and it burned until the morning came over the quiet harbour while ships waited"
 WORDS = TEXT.split()
@@ -122,7 +122,8 @@ def measure(args: argparse.Namespace, base: dict, threads: str = "") -> list[dic
         runs.append((f"{args.case}, one at a time", 1, [[c] for c in chunks[: args.one_at_a_time]]))
     for case, seqs, groups in runs:
         begun, cpu = time.perf_counter(), time.process_time()
-        tokens = sum(t.codes.size + t.finished for group in groups for t in engine.takes(group))
+        takes = [t for group in groups for t in engine.takes(group)]
+        tokens = sum(t.codes.size + t.finished for t in takes)
         seconds, cpu = time.perf_counter() - begun, time.process_time() - cpu
         running = min(seqs, max(len(g) for g in groups))  # sequences in a step, the batch being full
         rows.append({**base, "case": case, "max_seqs": seqs, "chunks": sum(len(g) for g in groups), "tokens": tokens,
@@ -130,6 +131,8 @@ def measure(args: argparse.Namespace, base: dict, threads: str = "") -> list[dic
                      "tokens_per_s": round(tokens / seconds), "x_realtime": round(tokens / seconds / TOKENS_PER_SECOND, 1),
                      # This process's CPU: with engine cores in their own processes (on a GPU), the engines'
                      # frontends, and what of it each token (a sequence's step) cost.
+                     # Steps of the longest-stepped engine (a take's steps count from its engine's start).
+                     "engine_steps": max(t.steps[1] for t in takes) if groups == [chunks] else "",
                      "driver_cores": round(cpu / seconds, 2), "driver_us_per_token": round(1e6 * cpu / tokens, 1),
                      "env": {k: v for k, v in os.environ.items() if k.startswith("VLLM_")}})
         print(json.dumps(rows[-1]))

@@ -30,6 +30,10 @@ DECODE_BATCH_FRAMES = 150 * 16  # frames in one decode batch: 16 twelve-second c
 # 1,533x against 1,058x and 1,048x; eager, channels-last 997x and 959x against 1,023x and 1,029x
 # (bench/README.md, "Sixth session").
 CHANNELS_LAST: bool | None = None
+# Channels-last, how a causal convolution gets its left padding: by the convolution's own `padding`
+# (both sides, the right overhang dropped; measured above), or by F.pad first, which torch.compile can
+# fuse into the activation before it (cuDNN's padded copy took 16% of an eager batch). Not yet measured.
+PAD_BY_CONV = True
 PAD_FRAMES = 25  # a batch's length is padded to a multiple of this (2 s): fewer shapes to compile or tune for
 
 
@@ -97,11 +101,14 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False):
             self.weight, self.bias = frozen(conv.weight), frozen(conv.bias)
             self.dilation = conv.dilation[0]
             self.reach = (conv.kernel_size[0] - 1) * self.dilation
+            self.pad_by_conv = channels_last and PAD_BY_CONV
 
         def forward(self, x):
-            if channels_last:  # padded both sides (the layout kept), the right overhang dropped
+            if self.pad_by_conv:  # padded both sides, the right overhang dropped
                 out = F.conv2d(x, self.weight, self.bias, padding=(0, self.reach), dilation=(1, self.dilation))
                 return out[..., : x.shape[-1]]
+            if channels_last:  # F.pad keeps the layout
+                return F.conv2d(F.pad(x, (self.reach, 0)), self.weight, self.bias, dilation=(1, self.dilation))
             return F.conv1d(F.pad(x, (self.reach, 0)), self.weight, self.bias, dilation=self.dilation)
 
     class UpSample(torch.nn.Module):

@@ -15,7 +15,7 @@ import os
 import queue
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack
@@ -375,7 +375,11 @@ def _plan_book(render: BookRender, chunks: list[Chunk]) -> _BookPlan:
 
 class _Routes:
     """Where each take goes as it arrives, whichever way it was generated and decoded: stored (if
-    new), counted, failed with its chapter (a runaway), then, decoded, to its book's writer."""
+    new), counted, failed with its chapter (a runaway), then, decoded, to its book's writer.
+
+    Takes are stored on a thread of their own: each is fsynced, and the thread that steps the
+    engines must not wait on the disk (on a slow or network disk, a wait at every take would leave
+    the engines' slots empty). `stored()` waits for them all."""
 
     def __init__(self, plans: list[_BookPlan], run: RunReport, options: EngineOptions, progress: bool,
                  on_finished: Callable[[BookRender], None] | None):
@@ -387,6 +391,9 @@ class _Routes:
                             disable=not progress)
         self.audio_seconds = 0.0
         self.begun = time.time()  # wall clock, as a Ray actor on this host stamps its own times
+        self.saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self.saves: deque[Future] = deque()  # in the order given, so the oldest is checked first
+        run.seconds["store"] = 0.0  # the store thread's, summed
 
     def mark(self, name: str, at: float | None = None, first: bool = False) -> None:
         """Record when `name` last (or first) happened: now, or at the wall-clock time `at`."""
@@ -405,7 +412,9 @@ class _Routes:
         plan = self.plan(take)
         key = plan.keys[id(take.chunk)]
         if not plan.store.has(key):
-            plan.store.save(take, key)
+            self.saves.append(self.saver.submit(self._save, plan.store, take, key))
+        while self.saves and self.saves[0].done():
+            self.saves.popleft().result()  # a store the disk refused: RendererError now
         self.run.tokens += take.codes.size + take.finished
         plan.render.report.steps.append(take.steps)
 
@@ -439,9 +448,21 @@ class _Routes:
         if plan.writer.settle() and self.on_finished is not None:
             self.on_finished(plan.render)
 
+    def _save(self, store: TakeStore, take: Take, key: str) -> None:
+        begun = time.perf_counter()
+        store.save(take, key)
+        self.run.seconds["store"] += time.perf_counter() - begun
+
+    def stored(self) -> None:
+        """Wait until every take is stored; RendererError if the disk refused one."""
+        while self.saves:
+            self.saves.popleft().result()
+
     def close(self) -> None:
+        """The bars' lines ended; the takes given to the store thread stored, even after an error."""
         for bar in (*self.bars.values(), self.writing):
             bar.close()
+        self.saver.shutdown(wait=True)
 
 
 def _render_plans(plans: list[_BookPlan], engine_options: EngineOptions, progress: bool, run: RunReport,
@@ -468,6 +489,7 @@ def _render_plans(plans: list[_BookPlan], engine_options: EngineOptions, progres
             from renderer.cluster import render_on_ray
 
             render_on_ray(plans, _by_model(missing), codec, engine_options, run, routes, cluster)
+        routes.stored()
     finally:  # also on an error: the bars end their lines before the error is printed
         routes.close()
         pool.shutdown(cancel_futures=True)
