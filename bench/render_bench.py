@@ -114,7 +114,8 @@ class PeakMemory(Sampler):
 
 class CpuUse(Sampler):
     """Cores each kind of process used, sampled from /proc every second while the render runs: the
-    engine cores, their frontends' processes (--engine-processes), this process (driver, decoder), the chapter workers. `between(a, b)` averages the
+    engine cores, their frontends' processes (--engine-processes), this process (driver, decoder) and
+    each of its threads (by Python thread name), the chapter workers. `between(a, b)` averages the
     samples from a to b seconds after the start (the render's marks)."""
 
     KINDS = (("EngineCore", "engine cores"), ("EngineFrontend", "engine frontends"), ("spawn_main", "chapter workers"))
@@ -124,7 +125,10 @@ class CpuUse(Sampler):
         super().__init__()
         self.tick = os.sysconf("SC_CLK_TCK")
 
-    def kind(self, pid: int) -> str:
+    def kind(self, pid: int | tuple[str, int]) -> str:
+        if isinstance(pid, tuple):  # one of this process's threads, by its Python name where it has one
+            names = {t.native_id: t.name for t in threading.enumerate()}
+            return f"render thread: {names.get(pid[1], 'not a Python thread')}"
         if pid == os.getpid():
             return "render (driver, decoder)"
         try:
@@ -134,15 +138,16 @@ class CpuUse(Sampler):
             return ""
         return next((name for key, name in self.KINDS if key in args or key in comm), "other")
 
-    def ticks(self) -> dict[int, int]:
-        out = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                out[int(entry.name)] = int(fields[11]) + int(fields[12])  # utime + stime
+    def ticks(self) -> dict[int | tuple[str, int], int]:
+        """CPU ticks of every process, and of each thread of this one (keyed ("thread", tid))."""
+        out: dict[int | tuple[str, int], int] = {}
+        threads = [(("thread", int(e.name)), e) for e in Path(f"/proc/{os.getpid()}/task").iterdir()]
+        for key, entry in [(int(e.name), e) for e in Path("/proc").iterdir() if e.name.isdigit()] + threads:
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[key] = int(fields[11]) + int(fields[12])  # utime + stime
         return out
 
     def sample(self) -> None:
