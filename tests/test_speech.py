@@ -4,6 +4,10 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -220,3 +224,31 @@ def test_an_engine_process_that_cannot_start_is_one_clear_line(tiny_models, monk
     with pytest.raises(EngineError, match="the speech model could not be started") as err:
         SpeechEngine(str(tiny_models[0]), EngineOptions(enforce_eager=True, max_num_seqs=8, engine_processes=True))
     assert "\n" not in str(err.value)
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie, whose parent has not reaped it, counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_engine_processes_end_when_the_render_is_killed(tiny_models):
+    """kill -9 of the render leaves no engine process behind (on a GPU it would hold its memory)."""
+    script = ("from renderer.speech.engine import EngineOptions, SpeechEngine\n"
+              f"engine = SpeechEngine({str(tiny_models[0])!r}, EngineOptions(enforce_eager=True, max_num_seqs=8, "
+              "engine_processes=True))\n"
+              "print('pids', *(p.pid for p in engine.processes.processes), flush=True)\n"
+              "import time; time.sleep(600)\n")
+    render = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:  # vLLM's engine logs to the same stdout
+        pids = next([int(pid) for pid in line.split()[1:]] for line in render.stdout if line.startswith("pids "))
+    finally:
+        render.kill()
+        render.wait()
+    assert len(pids) == 1
+    deadline = time.monotonic() + 60
+    while any(map(_running, pids)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(map(_running, pids))

@@ -10,9 +10,11 @@ frontends then run side by side, and this process only gathers takes.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -29,6 +31,7 @@ def _main(model: str, options, index: int, requests, results) -> None:
     from renderer.speech.engine import SpeechEngine
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # the engine is shut down on the way out
+    threading.Thread(target=_end_with_parent, daemon=True).start()
     try:
         import setproctitle
 
@@ -57,6 +60,13 @@ def _main(model: str, options, index: int, requests, results) -> None:
         results.put(("error", index, f"{model}: the speech engine stopped: {first_line(err)}"))
     finally:
         engine.close()
+
+
+def _end_with_parent() -> None:
+    """Stop this engine process once the render that started it is gone (kill -9 leaves no engine
+    holding the GPU): the parent's end closes the pipe that multiprocessing keeps to it."""
+    multiprocessing.parent_process().join()
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 class EngineProcesses:
