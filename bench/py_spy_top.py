@@ -11,13 +11,14 @@ import collections
 import re
 from pathlib import Path
 
+from render_bench import CpuUse  # bench/, beside this script: the same names for the same processes
+
 
 def kind(process: str) -> str:
     """A process as render_bench's CpuUse names its kinds, with its pid."""
     pid = re.search(r"process (\d+)", process)
-    name = next((label for key, label in (("EngineCore", "engine core"), ("EngineFrontend", "engine frontend"),
-                                          ("spawn_main", "chapter worker"), ("render_bench", "render (driver, decoder)"))
-                 if key in process), "other")
+    kinds = (*CpuUse.KINDS, ("render_bench", CpuUse.DRIVER))
+    name = next((label for key, label in kinds if key in process), "other")
     return f"{name} {pid.group(1) if pid else '?'}"
 
 

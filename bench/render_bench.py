@@ -119,6 +119,7 @@ class CpuUse(Sampler):
     samples from a to b seconds after the start (the render's marks)."""
 
     KINDS = (("EngineCore", "engine cores"), ("EngineFrontend", "engine frontends"), ("spawn_main", "chapter workers"))
+    DRIVER = "render (driver, decoder)"  # this process
 
     def __init__(self):
         self.samples: list[tuple[float, dict[str, float]]] = []  # (seconds from the start, cores by kind)
@@ -130,7 +131,7 @@ class CpuUse(Sampler):
             names = {t.native_id: t.name for t in threading.enumerate()}
             return f"render thread: {names.get(pid[1], 'not a Python thread')}"
         if pid == os.getpid():
-            return "render (driver, decoder)"
+            return self.DRIVER
         try:
             args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             comm = Path(f"/proc/{pid}/comm").read_text().strip()
@@ -270,8 +271,8 @@ def main() -> None:
         "data_parallel": len(engine.gpus_to_use()) if not args.ray else "",
         "gpu_memory": args.gpu_memory,
         "max_seqs": args.max_seqs,
-        "codec_compiled": args.compile_codec, "codec_channels_last": (args.compile_codec if args.codec_channels_last is None
-                                                                   else args.codec_channels_last),
+        "codec_compiled": args.compile_codec, "codec_channels_last": codec_module.runs_channels_last(args.compile_codec,
+                                                                                          torch.cuda.is_available()),
         "codec_cap_gib": args.codec_gib or "",
         # On Ray, the start of Ray and of the codec actor are inside total_s; engine_start_s is the actors'.
         "ray": args.ray and (args.ray_engines or "1 per GPU"), "gpus": torch.cuda.device_count(),

@@ -168,6 +168,11 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False):
     return Decoder().to(next(nemo_decoder.parameters()).dtype).eval()
 
 
+def runs_channels_last(compile: bool, on_gpu: bool) -> bool:
+    """Whether a codec loaded with these settings runs channels-last, when not told: CHANNELS_LAST."""
+    return CHANNELS_LAST if CHANNELS_LAST is not None else compile and on_gpu
+
+
 def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_convs: bool = False,
                compile: bool = False, channels_last: bool | None = None):
     """Load the codec from a local `.nemo` file (restore_from) or a hub id (from_pretrained).
@@ -190,7 +195,7 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_
     if device.startswith("cuda"):
         torch.backends.cudnn.benchmark = tune_convs
     if channels_last is None:
-        channels_last = CHANNELS_LAST if CHANNELS_LAST is not None else compile and device.startswith("cuda")
+        channels_last = runs_channels_last(compile, device.startswith("cuda"))
     local = Path(source).expanduser()
     looks_local = local.exists() or source.startswith((".", "/", "~")) or source.endswith(".nemo")
     if looks_local and not local.is_file():
