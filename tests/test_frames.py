@@ -69,10 +69,11 @@ def test_noise_is_a_function_of_seed_position_and_column():
 class Batch:
     """A stand-in for vLLM's persistent batch: rows of live output lists, as the model runner keeps them."""
 
-    def __init__(self, rows: int = 4):
+    def __init__(self, rows: int = 4, device: str = "cpu"):
         config = SimpleNamespace(model_config=SimpleNamespace(get_vocab_size=lambda: kani.AUDIO_TOKEN_END),
                                  scheduler_config=SimpleNamespace(max_num_seqs=rows))
-        self.processor = KaniFrameProcessor(config, torch.device("cpu"), False)
+        self.device = torch.device(device)
+        self.processor = KaniFrameProcessor(config, self.device, self.device.type == "cuda")  # pinned as vLLM does
         self.outputs: dict[int, list[int]] = {}
 
     def add(self, row: int, seed: int, mode="sample") -> None:
@@ -86,9 +87,9 @@ class Batch:
         n = max(self.outputs) + 1
         # The same logits in every row, changing with the step: what differs between rows is their seed.
         generator = torch.Generator().manual_seed(len(self.outputs[0]))
-        logits = torch.randn(1, kani.AUDIO_TOKEN_END, generator=generator).repeat(n, 1)
-        picked = self.processor.apply(logits).argmax(-1)
-        tokens = {row: int(picked[row]) for row in self.outputs}
+        logits = torch.randn(1, kani.AUDIO_TOKEN_END, generator=generator).repeat(n, 1).to(self.device)
+        picked = self.processor.apply(logits).argmax(-1).tolist()
+        tokens = {row: picked[row] for row in self.outputs}
         if keep:
             for row, token in tokens.items():
                 self.outputs[row].append(token)
@@ -133,6 +134,55 @@ def test_processor_takes_follow_their_seed_across_rows_and_moves():
             crowded.outputs[0], crowded.outputs[1] = crowded.outputs[1], crowded.outputs[0]
         crowded.step()
     assert crowded.outputs[0] == alone.outputs[0]
+
+
+def test_processor_follows_a_row_moved_into_a_finished_ones_place():
+    alone = Batch()
+    alone.add(0, seed=5)
+    for _ in range(8):
+        alone.step()
+
+    crowded = Batch()
+    crowded.add(0, seed=99)
+    crowded.add(1, seed=5)
+    for i in range(8):
+        if i == 4:  # row 0 finishes, and vLLM moves row 1 into its place
+            crowded.processor.update_state(BatchUpdate(1, [0], [], [(1, 0, MoveDirectionality.UNIDIRECTIONAL)]))
+            crowded.outputs[0] = crowded.outputs.pop(1)
+        crowded.step()
+    assert crowded.outputs[0] == alone.outputs[0]
+
+
+@pytest.mark.gpu
+def test_processor_never_waits_for_the_gpu():
+    """A call that synchronizes the stream stalls the engine core at every step: any raises here."""
+    assert torch.cuda.is_available()
+    batch = Batch(rows=8, device="cuda")
+    processor = batch.processor
+
+    def strictly(method):
+        def call(*args):
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                return method(*args)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        return call
+
+    processor.apply, processor.update_state = strictly(processor.apply), strictly(processor.update_state)
+    for row in range(6):
+        batch.add(row, seed=row, mode="mask" if row == 5 else "sample")
+    batch.step(keep=False)
+    for i in range(12):
+        if i == 4:
+            processor.update_state(BatchUpdate(6, [], [], [(0, 1, MoveDirectionality.SWAP)]))
+            batch.outputs[0], batch.outputs[1] = batch.outputs[1], batch.outputs[0]
+        if i == 8:
+            processor.update_state(BatchUpdate(5, [2], [], [(5, 2, MoveDirectionality.UNIDIRECTIONAL)]))
+            batch.outputs[2] = batch.outputs.pop(5)
+        batch.step()
+    for tokens in batch.outputs.values():
+        _check_frames(tokens)
 
 
 def test_processor_rejects_bad_settings():

@@ -14,6 +14,11 @@ Two modes, chosen per request by SamplingParams.extra_args["kani_frames"]:
   drawn with Gumbel noise from a counter-based hash of (seed, position, code): a take depends on
   its seed alone, not on which rows shared its batch.
 
+Nothing here waits for the GPU: lists go to the device from pinned memory without blocking, and rows
+move by plain indexing. A copy from pageable memory synchronizes the stream, so the engine core would
+wait for the step's forward pass and async scheduling's overlap would be lost (a profile of the
+10-hour book had 39% of the engine cores' time on such copies: bench/README.md, "Seventh session").
+
 Implements vLLM's V1 interface (0.24 to 0.32). Model Runner V2 (the GPU default from 0.31) takes
 another interface: the engine sets VLLM_USE_V2_MODEL_RUNNER=0.
 """
@@ -98,6 +103,7 @@ class KaniFrameProcessor(LogitsProcessor):
         vocab = vllm_config.model_config.get_vocab_size()
         rows = vllm_config.scheduler_config.max_num_seqs
         self.device = device
+        self.pin_memory = is_pin_memory
         self.banned = frame_masks(vocab).to(device)
         self.outputs: dict[int, list[int]] = {}  # batch row -> its live output token list
         self.sampled: set[int] = set()  # rows the processor samples (the others are only masked)
@@ -109,6 +115,7 @@ class KaniFrameProcessor(LogitsProcessor):
         self.seen = torch.zeros((rows, AUDIO_SPAN + 1), dtype=torch.bool, device=device)
         self.picked = torch.full((rows,), NO_CODE, dtype=torch.int64, device=device)
         self.picked_at = torch.full((rows,), -1, dtype=torch.int64, device=device)
+        self.zero = torch.zeros((), dtype=torch.float32, device=device)
 
     @classmethod
     def validate_params(cls, params) -> None:
@@ -121,6 +128,10 @@ class KaniFrameProcessor(LogitsProcessor):
 
     def is_argmax_invariant(self) -> bool:
         return False  # it changes which token is the most likely
+
+    def _on_device(self, values: list, dtype: torch.dtype = torch.int64) -> torch.Tensor:
+        """A (nested) list as a tensor on the device, copied without waiting for the GPU."""
+        return torch.tensor(values, dtype=dtype, pin_memory=self.pin_memory).to(self.device, non_blocking=True)
 
     def _state(self) -> tuple[torch.Tensor, ...]:
         return self.settings, self.seeds, self.seen, self.picked, self.picked_at
@@ -144,10 +155,10 @@ class KaniFrameProcessor(LogitsProcessor):
                 self.sampled.add(index)
                 added.append((index, value))
         if added:
-            rows = torch.tensor([index for index, _ in added], device=self.device)
-            self.settings[rows] = torch.tensor([[v["temperature"], v["top_p"], v["repetition_penalty"], 0.0]
-                                                for _, v in added], device=self.device)
-            self.seeds[rows] = torch.tensor([v["seed"] for _, v in added], device=self.device)
+            rows = self._on_device([index for index, _ in added])
+            self.settings[rows] = self._on_device([[v["temperature"], v["top_p"], v["repetition_penalty"], 0.0]
+                                                   for _, v in added], torch.float32)
+            self.seeds[rows] = self._on_device([v["seed"] for _, v in added])
             self.seen[rows] = False
             self.picked[rows] = NO_CODE
             self.picked_at[rows] = -1
@@ -161,9 +172,11 @@ class KaniFrameProcessor(LogitsProcessor):
             in_a, in_b = a in self.sampled, b in self.sampled
             self.sampled -= {a, b}
             self.sampled |= ({b} if in_a else set()) | ({a} if swap and in_b else set())
-            pair = torch.tensor([a, b], device=self.device)
             for tensor in self._state():
-                tensor[pair] = tensor[pair.flip(0) if swap else pair[:1].expand(2)]
+                held = tensor[b].clone() if swap else None
+                tensor[b] = tensor[a]
+                if swap:
+                    tensor[a] = held
 
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
         if not self.outputs:
@@ -176,18 +189,16 @@ class KaniFrameProcessor(LogitsProcessor):
         return logits
 
     def _mask(self, logits: torch.Tensor, rows: list[int]) -> None:
-        phase = torch.tensor([len(self.outputs[i]) % TOKENS_PER_FRAME for i in rows], device=logits.device)
+        index, phase = self._on_device([rows, [len(self.outputs[i]) % TOKENS_PER_FRAME for i in rows]])
         if len(rows) == logits.shape[0]:  # every row is masked: one masked_fill_ in place
             order = torch.empty_like(phase)
-            order[torch.tensor(rows, device=logits.device)] = phase
+            order[index] = phase
             logits.masked_fill_(self.banned[order], float("-inf"))
             return
-        index = torch.tensor(rows, device=logits.device)
         logits[index] = logits[index].masked_fill_(self.banned[phase], float("-inf"))
 
     def _sample(self, logits: torch.Tensor, rows: list[int]) -> None:
-        index = torch.tensor(rows, device=logits.device)
-        positions = torch.tensor([len(self.outputs[i]) for i in rows], device=logits.device)
+        index, positions = self._on_device([rows, [len(self.outputs[i]) for i in rows]])
         # The token picked last time counts as generated only if the output has grown past it (a
         # partial prefill's sample is thrown away by vLLM, and the row samples that position again).
         grown = positions > self.picked_at[index]
@@ -205,8 +216,7 @@ class KaniFrameProcessor(LogitsProcessor):
         self.picked[index] = torch.where(is_end, NO_CODE, first + choice)
         self.picked_at[index] = positions
         token = torch.where(is_end, END_OF_SPEECH, AUDIO_TOKEN_BASE + first + choice)
-        if len(rows) == logits.shape[0]:
-            logits.fill_(float("-inf"))
+        if len(rows) == logits.shape[0]:  # every row is sampled: rows is 0..n-1
+            logits.fill_(float("-inf")).scatter_(1, token[:, None], 0.0)
         else:
-            logits.index_fill_(0, index, float("-inf"))
-        logits[index, token] = 0.0
+            logits.index_fill_(0, index, float("-inf")).index_put_((index, token), self.zero)
