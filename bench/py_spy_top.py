@@ -13,6 +13,8 @@ from pathlib import Path
 
 from render_bench import CpuUse  # bench/, beside this script: the same names for the same processes
 
+PROCESSES = re.compile(r'((?:process \d+:".*?";)+)')
+
 
 def kind(process: str) -> str:
     """A process as render_bench's CpuUse names its kinds, with its pid."""
@@ -29,10 +31,14 @@ def read(path: Path) -> dict[tuple[str, str], list[tuple[list[str], int]]]:
         body, _, count = line.rpartition(" ")
         if not body or not count.isdigit():
             continue
-        fields = body.split(";")
-        thread = next((f for f in fields[1:3] if f.startswith("thread ")), "")
-        frames = [f for f in fields[1:] if f != thread]
-        stacks[(kind(fields[0]), thread)].append((frames, int(count)))
+        # --subprocesses names the process's ancestors first, the sampled one last (command lines
+        # quoted: they may hold ";"), then the thread, then the frames outermost first.
+        head = PROCESSES.match(body)
+        processes = re.findall(r'process \d+:".*?";', head.group(1)) if head else []
+        fields = body[head.end(1) if head else 0:].split(";")
+        thread = fields[0] if fields[0].startswith("thread ") else ""
+        frames = [f for f in fields[bool(thread):] if f]
+        stacks[(kind(processes[-1] if processes else ""), thread)].append((frames, int(count)))
     return stacks
 
 
