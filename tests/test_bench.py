@@ -100,3 +100,19 @@ def test_the_bench_books_copies_share_no_chunk_and_keep_its_length():
     spoken = [c.text for c in copies[:len(once)] if not c.is_title]  # titles gain their copy's number
     assert spoken == [c.text for c in once if not c.is_title]  # the first copy is the book itself
     assert abs(sum(c.seconds for c in copies) / sum(c.seconds for c in once) - 12) < 0.12  # titles grow a little
+
+
+def test_py_spy_top_names_each_sample_by_the_process_sampled(tmp_path):
+    sys.path.insert(0, str(ROOT / "bench"))
+    from py_spy_top import read
+
+    render = 'process 10:"python bench/render_bench.py --case a; b"'
+    worker = 'process 12:"python -c from multiprocessing.spawn import spawn_main; spawn_main(tracker_fd=3)"'
+    stacks = tmp_path / "py-spy.txt"
+    stacks.write_text(f'{render};thread (10): MainThread;main (render.py:1) 5\n'
+                      f'{render};process 11:"VLLM::EngineCore";thread (11): MainThread;step (core.py:2);_sample (frames.py:3) 7\n'
+                      f'{render};{worker};thread (12): MainThread;master (loudness.py:4) 3\n')
+    got = {key: [(frames, n) for frames, n in group] for key, group in read(stacks).items()}
+    assert got == {("render (driver, decoder) 10", "thread (10): MainThread"): [(["main (render.py:1)"], 5)],
+                   ("engine cores 11", "thread (11): MainThread"): [(["step (core.py:2)", "_sample (frames.py:3)"], 7)],
+                   ("chapter workers 12", "thread (12): MainThread"): [(["master (loudness.py:4)"], 3)]}
