@@ -210,8 +210,9 @@ def main() -> None:
     parser.add_argument("--ray-codec-gpu", type=float, default=0.0,
                         help="with --ray: the GPU share each codec actor asks for (1: a GPU of its own; default: the "
                              "renderer's, beside a speech actor)")
-    parser.add_argument("--engine-processes", action="store_true",
-                        help="each engine with its vLLM frontend in a process of its own (EngineOptions.engine_processes)")
+    parser.add_argument("--engine-processes", action=argparse.BooleanOptionalAction, default=None,
+                        help="each engine with its vLLM frontend in a process of its own (EngineOptions.engine_processes; "
+                             "default: where several engines share a GPU)")
     parser.add_argument("--py-spy", type=int, default=0, metavar="SECONDS",
                         help="profile every process of the render with py-spy for this long once generating begins "
                              "(collapsed stacks in RESULTS/py-spy.txt)")
@@ -267,7 +268,8 @@ def main() -> None:
         "case": args.case,
         "quantize": "bitsandbytes" if args.quantize else "none",
         "sampler": args.sampler,
-        "async": args.async_, "replicas": engine.engines_to_start(), "engine_processes": args.engine_processes,
+        "async": args.async_, "replicas": engine.engines_to_start(),
+        "engine_processes": engine.runs_engines_apart() if not args.ray else "",
         "data_parallel": len(engine.gpus_to_use()) if not args.ray else "",
         "gpu_memory": args.gpu_memory,
         "max_seqs": args.max_seqs,

@@ -49,6 +49,8 @@ def profile_steps(engine: SpeechEngine, chunks: list[Chunk], warm: int, steps: i
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    if not engine.llms:
+        raise SystemExit("--profile-steps profiles an engine run in this process: add --no-engine-processes")
     core = engine.llms[0].llm_engine
     original = core.step
     count = {"n": 0}
@@ -104,7 +106,7 @@ def measure(args: argparse.Namespace, base: dict, threads: str = "") -> list[dic
     start = time.perf_counter() - begun
     chunks = bench_chunks(args.model, args.chunks, args.seconds)
     base = {**base, "vllm": vllm.__version__, "replicas": engine.replicas, "engine_start_s": round(start, 1),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""), "engine_processes": args.engine_processes}
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""), "engine_processes": engine.processes is not None}
 
     if args.profile_steps:
         print(profile_steps(engine, chunks, warm=30, steps=args.profile_steps))
@@ -211,8 +213,9 @@ def main() -> None:
     parser.add_argument("--profile-steps", type=int, default=0)
     parser.add_argument("--barrier", type=Path, help="a folder: wait, after warm-up, until --parties processes are ready")
     parser.add_argument("--parties", type=int, default=1)
-    parser.add_argument("--engine-processes", action="store_true",
-                        help="each engine with its vLLM frontend in a process of its own (EngineOptions.engine_processes)")
+    parser.add_argument("--engine-processes", action=argparse.BooleanOptionalAction, default=None,
+                        help="each engine with its vLLM frontend in a process of its own (EngineOptions.engine_processes; "
+                             "default: where several engines share a GPU)")
     parser.add_argument("--replicas", type=int, default=EngineOptions.replicas, help="engines side by side on the GPU (0: auto)")
     parser.add_argument("--ray", action="store_true", help="run in a task of a local Ray, on one GPU, without Ray Data")
     parser.add_argument("--ray-data", action="store_true",

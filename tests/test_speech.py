@@ -106,6 +106,14 @@ def test_engines_by_default_are_as_many_as_the_cards_share_holds(monkeypatch, ca
     monkeypatch.setattr(engine_module, "gpu_memory_gib", lambda: card_gib)
     assert EngineOptions(gpu_memory_utilization=share).engines_to_start() == engines
     assert EngineOptions(gpu_memory_utilization=share, replicas=2).engines_to_start() == 2  # as asked
+    # several engines on a GPU each run in a process of their own, unless told otherwise
+    assert EngineOptions(gpu_memory_utilization=share).runs_engines_apart() == (engines > 1)
+    assert not EngineOptions(gpu_memory_utilization=share, engine_processes=False).runs_engines_apart()
+
+
+def test_engines_on_the_cpu_run_in_this_process_unless_told_otherwise():
+    assert not EngineOptions(replicas=2).runs_engines_apart()
+    assert EngineOptions(engine_processes=True).runs_engines_apart()
 
 
 def test_missing_model_folder_is_one_clear_line(tmp_path):

@@ -67,10 +67,11 @@ class EngineOptions:
     sampler: str = "codes"
     # The codec's decoder under torch.compile (Codec): a run's decode setting travels with its engine's.
     compile_codec: bool = False
-    # Each engine, with its vLLM frontend, in a process of its own (renderer/speech/frontends.py), so
-    # that the engines' per-step Python work does not share this process's interpreter. Not yet
-    # measured on a GPU.
-    engine_processes: bool = False
+    # Each engine, with its vLLM frontend, in a process of its own (renderer/speech/frontends.py):
+    # stepped in turn from this process, each engine waits for the others' outputs to refill its
+    # slots. None: where several engines run on a GPU. On an H200, 3 engines: 694x against 612x, their
+    # batches 98% full against 67% (bench/README.md, "Seventh session").
+    engine_processes: bool | None = None
 
     def engines_to_start(self) -> int:
         """`replicas`, or its default where it is 0: on a GPU, as many as its share of the memory
@@ -80,6 +81,17 @@ class EngineOptions:
         if not _on_gpu():
             return 1
         return max(1, min(GPU_REPLICAS, int(gpu_memory_gib() * self.gpu_memory_utilization / ENGINE_GIB)))
+
+    def engines_in_all(self) -> int:
+        """The engines started: engines_to_start() on each GPU used (one set on the CPU)."""
+        return self.engines_to_start() * max(1, len(self.gpus_to_use()))
+
+    def runs_engines_apart(self) -> bool:
+        """Whether each engine runs in a process of its own: `engine_processes`, or where it is None,
+        whether there are several, on a GPU."""
+        if self.engine_processes is not None:
+            return self.engine_processes
+        return _on_gpu() and self.engines_in_all() > 1
 
     def gpus_to_use(self) -> list[str]:
         """The GPUs the engines go on, as CUDA_VISIBLE_DEVICES names them for a child process ([]
@@ -194,10 +206,10 @@ class SpeechEngine:
         self.tokenizer = self._load_tokenizer()
         self.replicas = options.engines_to_start()  # on each GPU
         self.gpus = options.gpus_to_use()
-        self.engines = self.replicas * max(1, len(self.gpus))
+        self.engines = options.engines_in_all()
         self.llms = []
         self.processes = None
-        if options.engine_processes:
+        if options.runs_engines_apart():
             from renderer.speech.frontends import EngineProcesses
 
             self.processes = EngineProcesses(model, options, self.engines, self.gpus if len(self.gpus) > 1 else [None],
