@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 from results_table import append_rows, device_name  # bench/, beside this script
 
-from renderer import codec as codec_module
 from renderer.codec import CODEBOOK_SIZE, FRAMES_PER_SECOND, NUM_CODEBOOKS, load_codec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,10 +93,8 @@ def main() -> None:
     reference: dict[int, list[np.ndarray]] = {}
     rows = []
     for case in args.cases.split(","):
-        # how: eager, tuned (cuDNN picks conv algorithms), compiled, or nemo; "wide-" before it: channels-last,
-        # "wide-pad-": channels-last, each convolution's input padded by F.pad (renderer.codec.PAD_BY_CONV off)
+        # how: eager, tuned (cuDNN picks conv algorithms), compiled, or nemo; "wide-" before it: channels-last
         precision, how = case.split(":")
-        codec_module.PAD_BY_CONV = not how.startswith("wide-pad-")
         codec = load_codec(args.codec, precision=precision, tune_convs=how.endswith("tuned"),
                            compile=how.endswith("compiled"), channels_last=how.startswith("wide-"))
         if how == "nemo":

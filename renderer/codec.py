@@ -30,10 +30,6 @@ DECODE_BATCH_FRAMES = 150 * 16  # frames in one decode batch: 16 twelve-second c
 # 1,533x against 1,058x and 1,048x; eager, channels-last 997x and 959x against 1,023x and 1,029x
 # (bench/README.md, "Sixth session").
 CHANNELS_LAST: bool | None = None
-# Channels-last, how a causal convolution gets its left padding: by the convolution's own `padding`
-# (both sides, the right overhang dropped; measured above), or by F.pad first, which torch.compile can
-# fuse into the activation before it (cuDNN's padded copy took 16% of an eager batch). Not yet measured.
-PAD_BY_CONV = True
 PAD_FRAMES = 25  # a batch's length is padded to a multiple of this (2 s): fewer shapes to compile or tune for
 
 
@@ -51,7 +47,7 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False):
     channels_last: run every layer as a 2-D convolution over (batch, channels, 1, samples) held
     channels-last, cuDNN's native layout on a GPU, so that no convolution copies its input and output
     between layouts; a causal convolution is then padded on both sides and its right overhang
-    dropped (or, PAD_BY_CONV off, left-padded by F.pad). Same weights; the arithmetic differs only in
+    dropped (F.pad first, compiled, was no faster: bench/README.md, "Seventh session"). Same weights; the arithmetic differs only in
     the kernels' order of summation."""
     import torch
     import torch.nn.functional as F
@@ -102,14 +98,11 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False):
             self.weight, self.bias = frozen(conv.weight), frozen(conv.bias)
             self.dilation = conv.dilation[0]
             self.reach = (conv.kernel_size[0] - 1) * self.dilation
-            self.pad_by_conv = channels_last and PAD_BY_CONV
 
         def forward(self, x):
-            if self.pad_by_conv:  # padded both sides, the right overhang dropped
+            if channels_last:  # padded both sides, the right overhang dropped
                 out = F.conv2d(x, self.weight, self.bias, padding=(0, self.reach), dilation=(1, self.dilation))
                 return out[..., : x.shape[-1]]
-            if channels_last:  # F.pad keeps the layout
-                return F.conv2d(F.pad(x, (self.reach, 0)), self.weight, self.bias, dilation=(1, self.dilation))
             return F.conv1d(F.pad(x, (self.reach, 0)), self.weight, self.bias, dilation=self.dilation)
 
     class UpSample(torch.nn.Module):
