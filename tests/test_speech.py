@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -209,29 +210,34 @@ def test_replicas_share_the_chunks_and_make_the_same_takes(engine, tiny_models):
 
 
 def test_engines_in_their_own_processes_make_the_same_takes_and_stop(engine, tiny_models):
-    """engine_processes: the engine and its vLLM frontend run in a spawned process; its takes come
-    back with the caller's chunks, follow their seeds as here, and an abandoned render is stopped."""
+    """engine_processes: each engine and its vLLM frontend run in a spawned process, all started
+    together, their engines one after another; the takes come back with the caller's chunks, follow
+    their seeds as here, and an abandoned render is stopped."""
     chunks = _chunks(str(tiny_models[0]), ["First of four.", "Second one.", "Third here.", "And the fourth."])
     here = {t.chunk.index: t.codes for t in engine.takes(chunks)}
-    apart = SpeechEngine(str(tiny_models[0]), dataclasses.replace(engine.options, engine_processes=True))
+    apart = SpeechEngine(str(tiny_models[0]), dataclasses.replace(engine.options, engine_processes=True, replicas=2))
     processes = list(apart.processes.processes)
     try:
-        assert not apart.llms and len(processes) == 1 and processes[0].is_alive()
+        assert not apart.llms and len(processes) == 2 and all(p.is_alive() for p in processes)
+        started, ready = apart.processes.started_at, apart.processes.ready_at
+        assert started[1] < ready[0] < ready[1]  # the second loaded its libraries while the first engine started
         takes = list(apart.takes(chunks))
         assert sorted(map(id, (t.chunk for t in takes))) == sorted(map(id, chunks))  # the caller's own chunks
         abandoned = apart.takes(chunks)
-        next(abandoned)  # the rest still rendering in the process
+        next(abandoned)  # the rest still rendering in the processes
     finally:
         apart.close()
-    assert [p.exitcode for p in processes] == [0]  # stopped, its engine shut down on the way out
+    assert [p.exitcode for p in processes] == [0, 0]  # stopped, each engine shut down on the way out
     assert _share_of_same_codes(here, {t.chunk.index: t.codes for t in takes}) >= 0.75
 
 
 def test_an_engine_process_that_cannot_start_is_one_clear_line(tiny_models, monkeypatch):
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "lots")  # read by the engine as it starts, in the process
     with pytest.raises(EngineError, match="the speech model could not be started") as err:
-        SpeechEngine(str(tiny_models[0]), EngineOptions(enforce_eager=True, max_num_seqs=8, engine_processes=True))
+        SpeechEngine(str(tiny_models[0]), EngineOptions(enforce_eager=True, max_num_seqs=8, engine_processes=True,
+                                                        replicas=2))
     assert "\n" not in str(err.value)
+    assert not multiprocessing.active_children()  # the second, still waiting for its turn, stopped too
 
 
 def _running(pid: int) -> bool:

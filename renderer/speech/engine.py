@@ -196,6 +196,25 @@ def _hidden_odd_modules():
         sys.modules.update(hidden)
 
 
+def engine_environment() -> bool:
+    """Set vLLM's environment for our engines, where not set already (before vLLM starts one).
+    Returns whether they run on a GPU."""
+    # Model Runner V2 (vLLM >= 0.31 on GPU) rejects V1-interface logits processors.
+    os.environ.setdefault("VLLM_USE_V2_MODEL_RUNNER", "0")
+    # NeMo registers a vLLM plugin (its speech LM) that drags numba into every engine.
+    os.environ.setdefault("VLLM_PLUGINS", "")
+    on_gpu = _on_gpu()
+    if on_gpu:
+        # Forked engine workers cannot use CUDA once this process has touched it (NeMo does).
+        os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+    else:
+        # In-process on the CPU: no spawned workers, so no __main__ guard is needed by callers.
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        # Without it vLLM reserves a fraction of all host memory for the KV cache.
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(CPU_KV_CACHE_GIB))
+    return on_gpu
+
+
 class SpeechEngine:
     """One vLLM engine for one KaniTTS model. `takes(chunks)` renders them all."""
 
@@ -247,19 +266,7 @@ class SpeechEngine:
             raise EngineError(f"{self.model}: the tokenizer could not be loaded: {first_line(err)}") from err
 
     def _load_llm(self):
-        # Model Runner V2 (vLLM >= 0.31 on GPU) rejects V1-interface logits processors.
-        os.environ.setdefault("VLLM_USE_V2_MODEL_RUNNER", "0")
-        # NeMo registers a vLLM plugin (its speech LM) that drags numba into every engine.
-        os.environ.setdefault("VLLM_PLUGINS", "")
-        on_gpu = _on_gpu()
-        if on_gpu:
-            # Forked engine workers cannot use CUDA once this process has touched it (NeMo does).
-            os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
-        else:
-            # In-process on the CPU: no spawned workers, so no __main__ guard is needed by callers.
-            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-            # Without it vLLM reserves a fraction of all host memory for the KV cache.
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(CPU_KV_CACHE_GIB))
+        on_gpu = engine_environment()
         from vllm import LLM
 
         kwargs = {

@@ -17,6 +17,7 @@ import queue
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -26,11 +27,12 @@ POLL_S = 1.0  # how often a wait for a take checks that the engines' processes a
 STOP_S = 30.0  # how long a stopping engine process is given to shut its engine down
 
 
-def _main(model: str, options, index: int, requests, results) -> None:
-    """An engine process: start the engine, say so, then render each list of chunks asked for,
-    sending ("take", index, (position in the list, codes, finished, attempts, steps)) for each take
-    and ("done", index, None) after the last. Errors go back as ("error", index, one line)."""
-    from renderer.speech.engine import SpeechEngine
+def _main(model: str, options, index: int, turn, requests, results) -> None:
+    """An engine process: load what an engine needs, wait for `turn` (an Event), start the engine,
+    say so, then render each list of chunks asked for, sending ("take", index, (position in the
+    list, codes, finished, attempts, steps)) for each take and ("done", index, None) after the last.
+    Errors go back as ("error", index, one line)."""
+    from renderer.speech.engine import SpeechEngine, engine_environment
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # the engine is shut down on the way out
     threading.Thread(target=_end_with_parent, daemon=True).start()
@@ -40,6 +42,13 @@ def _main(model: str, options, index: int, requests, results) -> None:
         setproctitle.setproctitle(f"renderer::EngineFrontend_{index}")  # named apart from the chapter workers
     except ImportError:
         pass
+    try:  # the slow imports, while the engines before this one start (a failure shows again below)
+        engine_environment()
+        import transformers  # noqa: F401
+        import vllm  # noqa: F401
+    except Exception:  # noqa: BLE001, S110
+        pass
+    turn.wait()
     try:
         engine = SpeechEngine(model, options)
     except RendererError as err:
@@ -72,9 +81,11 @@ def _end_with_parent() -> None:
 
 
 class EngineProcesses:
-    """`count` one-engine processes, started one after another (vLLM sizes its memory from what
-    is free), engine k on gpus[k % len(gpus)] (None: as this process sees them), each with
-    `share` of its GPU's memory."""
+    """`count` one-engine processes, engine k on gpus[k % len(gpus)] (None: as this process sees
+    them), each with `share` of its GPU's memory. The processes start together and load their
+    libraries side by side; their engines start one after another (vLLM sizes its memory from what
+    is free), each when the one before is up. started_at, ready_at: time.monotonic() of each
+    process's start and its engine's."""
 
     def __init__(self, model: str, options, count: int, gpus: list[str | None], share: float):
         from renderer.speech.engine import EngineError, _only_gpu
@@ -85,18 +96,25 @@ class EngineProcesses:
         self.requests = []
         self.processes = []
         self.busy: set[int] = set()  # rendering a share
+        self.started_at: list[float] = []
+        self.ready_at: list[float] = []
         one = replace(options, replicas=1, data_parallel=1, gpu_memory_utilization=share, engine_processes=False)
+        turns = [context.Event() for _ in range(count)]
         try:
             for k in range(count):
                 self.requests.append(context.Queue())
-                process = context.Process(target=_main, args=(model, one, k, self.requests[k], self.results),
+                process = context.Process(target=_main, args=(model, one, k, turns[k], self.requests[k], self.results),
                                           name=f"renderer-engine-{k}")
                 with _only_gpu(gpus[k % len(gpus)]):  # read by the child (and its engine core) as it starts
                     process.start()
                 self.processes.append(process)
+                self.started_at.append(time.monotonic())
+            for k in range(count):
+                turns[k].set()
                 kind, _, payload = self._next({k})
                 if kind == "error":
                     raise EngineError(payload)
+                self.ready_at.append(time.monotonic())
         except BaseException:
             self.close()
             raise
@@ -133,9 +151,10 @@ class EngineProcesses:
 
     def close(self) -> None:
         """Stop the processes: an idle one when asked, one still rendering (its takes no longer
-        wanted) by SIGTERM; either shuts its engine down on the way out, or is killed if it lingers."""
+        wanted) or still waiting for its turn to start by SIGTERM; either shuts its engine down on the
+        way out, or is killed if it lingers."""
         for k, process in enumerate(self.processes):
-            if k in self.busy:
+            if k in self.busy or k >= len(self.ready_at):
                 process.terminate()
             else:
                 self.requests[k].put(None)
