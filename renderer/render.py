@@ -500,15 +500,22 @@ def _render_here(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec_
                  run: RunReport, routes: _Routes) -> None:
     """In this process: stored takes first, then each model's engine in turn with all its chunks of
     every book; takes decoded in batches on a worker thread while the engine generates. With
-    --data-parallel N, the engines are spread over N GPUs and a codec on each decodes, N threads."""
-    begun = time.perf_counter()
+    --data-parallel N, the engines are spread over N GPUs and a codec on each decodes, N threads.
+    The codecs load on a thread of their own while the engines' processes load their libraries."""
     gpus = options.gpus_to_use()  # more GPUs asked for than there are: said now, before anything loads
     devices = [f"cuda:{k}" for k in range(len(gpus))] if len(gpus) > 1 else ["auto"]
     codecs: queue.SimpleQueue = queue.SimpleQueue()  # those free to decode
-    for device in devices:
-        codecs.put(load_codec(codec_source, device=device, compile=options.compile_codec))
-    run.seconds["codec_load"] = time.perf_counter() - begun
-    routes.mark("codecs_ready")
+
+    def load_codecs() -> None:
+        begun = time.perf_counter()
+        for device in devices:
+            codecs.put(load_codec(codec_source, device=device, compile=options.compile_codec))
+        run.seconds["codec_load"] = time.perf_counter() - begun
+        routes.mark("codecs_ready")
+
+    loading = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codec_load")
+    codecs_loaded = loading.submit(load_codecs).result  # waits; raises the codec's error
+    loading.shutdown(wait=False)
     counting = threading.Lock()
 
     def all_takes() -> Iterator[Take]:
@@ -516,7 +523,7 @@ def _render_here(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec_
             yield from plan.stored.values()
         for model, group in missing.items():
             begun = time.perf_counter()
-            engine = SpeechEngine(model, options)
+            engine = SpeechEngine(model, options, before_engines=codecs_loaded)
             routes.mark("engines_ready")
             run.engines.append(model)
             run.seconds["engine_start"] += time.perf_counter() - begun
@@ -530,6 +537,7 @@ def _render_here(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec_
             run.seconds["generate"] += time.perf_counter() - begun
 
     def decode(batch: list[Take]) -> list[Take]:
+        codecs_loaded()
         begun = time.perf_counter()
         codec = codecs.get()
         try:

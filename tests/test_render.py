@@ -173,3 +173,16 @@ def test_runaway_chunks_fail_their_chapter_by_default(tiny_models, short_book, t
                                       ("3", "It burned until the morning came.")}
     assert "their chapters were not written" in result.output
     assert not list((tmp_path / "o").glob("*.wav"))
+
+
+def test_a_broken_codec_file_is_one_clear_line(tiny_models, short_book, tmp_path):
+    """The codec loads on a thread of its own while the engine starts; its error still ends the render
+    with one line."""
+    model, _ = tiny_models
+    broken = tmp_path / "broken.nemo"
+    broken.write_bytes(b"not a codec")
+    result = render(short_book, "--model", model, "--codec", broken, "--out", tmp_path / "o", "--quiet")
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and str(broken) in errors[0] and "could not be loaded" in errors[0]
+    assert "Traceback" not in result.output

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +72,12 @@ class EngineOptions:
     # slots. None: where several engines run on a GPU. On an H200, 3 engines: 694x against 612x, their
     # batches 98% full against 67% (bench/README.md, "Seventh session").
     engine_processes: bool | None = None
+    # With engine_processes: each engine process runs its vLLM engine core itself, not in a process of
+    # its own (VLLM_ENABLE_V1_MULTIPROCESSING=0 there, as on the CPU): one spawn and its imports fewer
+    # per engine (about 23 s each on the H200 host, started one after another), no outputs sent
+    # between processes, but the core's steps and the frontend's work share one thread. Not yet
+    # measured on a GPU.
+    engine_core_inline: bool = False
 
     def engines_to_start(self) -> int:
         """`replicas`, or its default where it is 0: on a GPU, as many as its share of the memory
@@ -216,9 +222,14 @@ def engine_environment() -> bool:
 
 
 class SpeechEngine:
-    """One vLLM engine for one KaniTTS model. `takes(chunks)` renders them all."""
+    """One vLLM engine for one KaniTTS model. `takes(chunks)` renders them all.
 
-    def __init__(self, model: str, options: EngineOptions = EngineOptions()):
+    before_engines: called once before the first engine starts on the GPU (the codec loading
+    meanwhile, in the caller's thread: it must not change the GPU's free memory while vLLM measures
+    it); what it raises is raised here."""
+
+    def __init__(self, model: str, options: EngineOptions = EngineOptions(),
+                 before_engines: Callable[[], object] = lambda: None):
         self.model = model
         self.options = options
         check_model(model)
@@ -232,8 +243,9 @@ class SpeechEngine:
             from renderer.speech.frontends import EngineProcesses
 
             self.processes = EngineProcesses(model, options, self.engines, self.gpus if len(self.gpus) > 1 else [None],
-                                             options.gpu_memory_utilization / self.replicas)
+                                             options.gpu_memory_utilization / self.replicas, before_engines)
             return
+        before_engines()
         try:
             # One after another (vLLM sizes its memory from what is free), dealt over the GPUs.
             for k in range(self.engines):

@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 from renderer.book import Chunk, RendererError, Take, first_line
@@ -42,6 +42,8 @@ def _main(model: str, options, index: int, turn, requests, results) -> None:
         setproctitle.setproctitle(f"renderer::EngineFrontend_{index}")  # named apart from the chapter workers
     except ImportError:
         pass
+    if options.engine_core_inline:
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     try:  # the slow imports, while the engines before this one start (a failure shows again below)
         engine_environment()
         import transformers  # noqa: F401
@@ -84,10 +86,11 @@ class EngineProcesses:
     """`count` one-engine processes, engine k on gpus[k % len(gpus)] (None: as this process sees
     them), each with `share` of its GPU's memory. The processes start together and load their
     libraries side by side; their engines start one after another (vLLM sizes its memory from what
-    is free), each when the one before is up. started_at, ready_at: time.monotonic() of each
-    process's start and its engine's."""
+    is free), the first once before_engines() returns, each other when the one before is up.
+    started_at, ready_at: time.monotonic() of each process's start and its engine's."""
 
-    def __init__(self, model: str, options, count: int, gpus: list[str | None], share: float):
+    def __init__(self, model: str, options, count: int, gpus: list[str | None], share: float,
+                 before_engines: Callable[[], object] = lambda: None):
         from renderer.speech.engine import EngineError, _only_gpu
 
         self.model = model
@@ -109,6 +112,7 @@ class EngineProcesses:
                     process.start()
                 self.processes.append(process)
                 self.started_at.append(time.monotonic())
+            before_engines()
             for k in range(count):
                 turns[k].set()
                 kind, _, payload = self._next({k})
