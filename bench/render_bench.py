@@ -213,6 +213,8 @@ def main() -> None:
     parser.add_argument("--engine-processes", action=argparse.BooleanOptionalAction, default=None,
                         help="each engine with its vLLM frontend in a process of its own (EngineOptions.engine_processes; "
                              "default: where several engines share a GPU)")
+    parser.add_argument("--engine-core-inline", action="store_true",
+                        help="each engine process runs its vLLM engine core itself (EngineOptions.engine_core_inline)")
     parser.add_argument("--py-spy", type=int, default=0, metavar="SECONDS",
                         help="profile every process of the render with py-spy for this long once generating begins "
                              "(collapsed stacks in RESULTS/py-spy.txt)")
@@ -254,7 +256,8 @@ def main() -> None:
     engine = EngineOptions(quantize=args.quantize, max_num_seqs=args.max_seqs, gpu_memory_utilization=args.gpu_memory,
                            length_margin=1.0, retries=0, keep_runaways=True, sampler=args.sampler, replicas=args.replicas,
                            async_scheduling=args.async_, compile_codec=args.compile_codec,
-                           data_parallel=args.data_parallel, engine_processes=args.engine_processes)
+                           data_parallel=args.data_parallel, engine_processes=args.engine_processes,
+                           engine_core_inline=args.engine_core_inline)
     with tempfile.TemporaryDirectory() as out, PeakMemory() as memory, CpuUse() as cpu:
         options = RenderOptions(voice=voice, out=Path(out), fmt="flac", engine=engine, progress=args.progress)
         report = render_book(book, options, cluster=RayOptions(engines=args.ray_engines) if args.ray else None)
@@ -269,7 +272,7 @@ def main() -> None:
         "quantize": "bitsandbytes" if args.quantize else "none",
         "sampler": args.sampler,
         "async": args.async_, "replicas": engine.engines_to_start(),
-        "engine_processes": engine.runs_engines_apart() if not args.ray else "",
+        "engine_processes": engine.runs_engines_apart() if not args.ray else "", "engine_core_inline": args.engine_core_inline,
         "data_parallel": len(engine.gpus_to_use()) if not args.ray else "",
         "gpu_memory": args.gpu_memory,
         "max_seqs": args.max_seqs,

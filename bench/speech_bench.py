@@ -88,7 +88,8 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
     """The engine as the benchmark runs it: every chunk to its planned length, runaways kept."""
     return EngineOptions(quantize=args.quantize, max_num_seqs=args.max_seqs, gpu_memory_utilization=args.gpu_memory,
                          length_margin=1.0, retries=0, keep_runaways=True, sampler=args.sampler, replicas=args.replicas,
-                         async_scheduling=args.async_, engine_processes=args.engine_processes)
+                         async_scheduling=args.async_, engine_processes=args.engine_processes,
+                         engine_core_inline=args.engine_core_inline)
 
 
 def measure(args: argparse.Namespace, base: dict, threads: str = "") -> list[dict]:
@@ -106,7 +107,8 @@ def measure(args: argparse.Namespace, base: dict, threads: str = "") -> list[dic
     start = time.perf_counter() - begun
     chunks = bench_chunks(args.model, args.chunks, args.seconds)
     base = {**base, "vllm": vllm.__version__, "replicas": engine.replicas, "engine_start_s": round(start, 1),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""), "engine_processes": engine.processes is not None}
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""), "engine_processes": engine.processes is not None,
+            "engine_core_inline": args.engine_core_inline}
 
     if args.profile_steps:
         print(profile_steps(engine, chunks, warm=30, steps=args.profile_steps))
@@ -216,6 +218,8 @@ def main() -> None:
     parser.add_argument("--engine-processes", action=argparse.BooleanOptionalAction, default=None,
                         help="each engine with its vLLM frontend in a process of its own (EngineOptions.engine_processes; "
                              "default: where several engines share a GPU)")
+    parser.add_argument("--engine-core-inline", action="store_true",
+                        help="each engine process runs its vLLM engine core itself (EngineOptions.engine_core_inline)")
     parser.add_argument("--replicas", type=int, default=EngineOptions.replicas, help="engines side by side on the GPU (0: auto)")
     parser.add_argument("--ray", action="store_true", help="run in a task of a local Ray, on one GPU, without Ray Data")
     parser.add_argument("--ray-data", action="store_true",
