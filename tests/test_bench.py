@@ -116,3 +116,27 @@ def test_py_spy_top_names_each_sample_by_the_process_sampled(tmp_path):
     assert got == {("render (driver, decoder) 10", "thread (10): MainThread"): [(["main (render.py:1)"], 5)],
                    ("engine cores 11", "thread (11): MainThread"): [(["step (core.py:2)", "_sample (frames.py:3)"], 7)],
                    ("chapter workers 12", "thread (12): MainThread"): [(["master (loudness.py:4)"], 3)]}
+
+
+def test_session_runs_a_case_under_mps_when_asked(tmp_path):
+    """MPS=1: the daemon is started before the case, with its pipes where the case's processes look,
+    and told to quit after it (a stand-in for nvidia-cuda-mps-control records what it was asked)."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    calls = tmp_path / "calls"
+    fake = tools / "nvidia-cuda-mps-control"
+    fake.write_text(f'#!/bin/bash\necho "$* ${{CUDA_MPS_PIPE_DIRECTORY:-none}} $(cat -)" >> {calls}\n')
+    fake.chmod(0o755)
+    cases = tmp_path / "next.cases"
+    cases.write_text('MPS=1 test under 60 -k "no_such_test"\ntest after 60 -k "no_such_test"\n')
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "codec.nemo").touch()
+    env = {"PATH": f"{tools}:{Path(sys.executable).parent}:/usr/bin:/bin", "BENCH_MODELS": str(tmp_path / "models"),
+           "BENCH_RESULTS": str(tmp_path / "r"), "OUT": str(tmp_path / "out")}
+    result = subprocess.run(["bash", str(ROOT / "bench" / "gpu" / "session.sh"), str(cases)], capture_output=True,
+                            text=True, check=False, env=env, cwd=ROOT, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    pipes = tmp_path / "r" / "under.mps" / "pipe"
+    assert calls.read_text().splitlines() == [f"-d {pipes} ", f" {pipes} quit"]
+    marks = [line.split(" at ")[0] for line in (tmp_path / "r" / "marks").read_text().splitlines()]
+    assert marks == ["under MPS on", "under start", "under rc=5", "under MPS off", "after start", "after rc=5"]

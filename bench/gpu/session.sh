@@ -11,7 +11,10 @@
 #   codec  NAME SECONDS ARGS...   bench/codec_bench.py on /tmp/models/codec.nemo
 #   test   NAME SECONDS ARGS...   the GPU tests (tests/test_gpu.py), ARGS given to pytest
 # ARGS are read as a shell reads them (quote a --case with spaces). Each case's log is in NAME.log,
-# its rows in NAME/, and the times each case started and ended in marks.
+# its rows in NAME/, and the times each case started and ended in marks. The setting MPS=1 runs the
+# case under CUDA's Multi-Process Service (a user-space daemon, started before the case and stopped
+# after it; the card's own settings are left alone): kernels of the engines' processes then run side by
+# side on the GPU instead of taking turns.
 set -uo pipefail
 cases="$1"
 models="${BENCH_MODELS:-/tmp/models}"  # built here first if it holds no codec.nemo
@@ -42,8 +45,21 @@ while read -r line; do
             envs+=(RENDERER_FULL_MODELS="$models") ;;
     *) echo "$cases: unknown kind '$kind' (render, speech, codec or test)" >&2; exit 2 ;;
   esac
+  mps=""
+  for e in "${envs[@]}"; do [ "$e" = MPS=1 ] && mps="$results/$name.mps"; done
+  if [ -n "$mps" ]; then
+    mkdir -p "$mps/pipe" "$mps/log"
+    export CUDA_MPS_PIPE_DIRECTORY="$mps/pipe" CUDA_MPS_LOG_DIRECTORY="$mps/log"
+    if nvidia-cuda-mps-control -d < /dev/null; then mark "$name MPS on"; else mark "$name MPS could not start"; fi
+  fi
   mark "$name start"
-  timeout "$seconds" env "${envs[@]}" "${cmd[@]}" > "$results/$name.log" 2>&1
+  # stdin from /dev/null: what reads it would eat the rest of the case file
+  timeout "$seconds" env "${envs[@]}" "${cmd[@]}" < /dev/null > "$results/$name.log" 2>&1
   mark "$name rc=$?"
+  if [ -n "$mps" ]; then
+    echo quit | nvidia-cuda-mps-control
+    unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+    mark "$name MPS off"
+  fi
   ship
 done < "$cases"
