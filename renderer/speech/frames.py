@@ -14,8 +14,9 @@ Two modes, chosen per request by SamplingParams.extra_args["kani_frames"]:
   drawn with Gumbel noise from a counter-based hash of (seed, position, code): a take depends on
   its seed alone, not on which rows shared its batch.
 
-Nothing here waits for the GPU: lists go to the device from pinned memory without blocking, and rows
-move by plain indexing. A copy from pageable memory synchronizes the stream, so the engine core would
+Nothing here waits for the GPU: lists go to the device from pinned memory without blocking, Python
+values are written by index_fill_ and scatter_ (`tensor[index] = 0.0` copies the value to the GPU
+first), and rows move by plain indexing. A copy from pageable memory synchronizes the stream, so the engine core would
 wait for the step's forward pass and async scheduling's overlap would be lost (a profile of the
 10-hour book had 39% of the engine cores' time on such copies: bench/README.md, "Seventh session").
 
@@ -159,9 +160,10 @@ class KaniFrameProcessor(LogitsProcessor):
             self.settings[rows] = self._on_device([[v["temperature"], v["top_p"], v["repetition_penalty"], 0.0]
                                                    for _, v in added], torch.float32)
             self.seeds[rows] = self._on_device([v["seed"] for _, v in added])
-            self.seen[rows] = False
-            self.picked[rows] = NO_CODE
-            self.picked_at[rows] = -1
+            # index_fill_, not `tensor[rows] = value`: torch copies a Python value to the GPU, waiting
+            self.seen.index_fill_(0, rows, False)
+            self.picked.index_fill_(0, rows, NO_CODE)
+            self.picked_at.index_fill_(0, rows, -1)
         for a, b, direction in batch_update.moved:
             swap = direction == MoveDirectionality.SWAP
             row_a, row_b = self.outputs.pop(a, None), self.outputs.pop(b, None)
