@@ -119,7 +119,21 @@ def test_processor_samples_well_formed_frames_and_marks_what_was_generated():
     assert seen == generated
 
 
-def test_processor_takes_follow_their_seed_across_rows_and_moves():
+def swap(batch: Batch, a: int, b: int) -> None:
+    """vLLM condenses its batch: rows a and b swap."""
+    batch.processor.update_state(BatchUpdate(len(batch.outputs), [], [], [(a, b, MoveDirectionality.SWAP)]))
+    batch.outputs[a], batch.outputs[b] = batch.outputs[b], batch.outputs[a]
+
+
+def fill_the_hole(batch: Batch, finished: int, last: int) -> None:
+    """Row `finished` ends, and vLLM moves row `last` into its place."""
+    batch.processor.update_state(BatchUpdate(len(batch.outputs) - 1, [finished], [],
+                                             [(last, finished, MoveDirectionality.UNIDIRECTIONAL)]))
+    batch.outputs[finished] = batch.outputs.pop(last)
+
+
+@pytest.mark.parametrize("move", [swap, fill_the_hole])
+def test_processor_takes_follow_their_seed_across_rows_and_moves(move):
     alone = Batch()
     alone.add(0, seed=5)
     for _ in range(8):
@@ -129,26 +143,8 @@ def test_processor_takes_follow_their_seed_across_rows_and_moves():
     crowded.add(0, seed=99)
     crowded.add(1, seed=5)
     for i in range(8):
-        if i == 4:  # vLLM condenses its batch: the two rows swap
-            crowded.processor.update_state(BatchUpdate(2, [], [], [(0, 1, MoveDirectionality.SWAP)]))
-            crowded.outputs[0], crowded.outputs[1] = crowded.outputs[1], crowded.outputs[0]
-        crowded.step()
-    assert crowded.outputs[0] == alone.outputs[0]
-
-
-def test_processor_follows_a_row_moved_into_a_finished_ones_place():
-    alone = Batch()
-    alone.add(0, seed=5)
-    for _ in range(8):
-        alone.step()
-
-    crowded = Batch()
-    crowded.add(0, seed=99)
-    crowded.add(1, seed=5)
-    for i in range(8):
-        if i == 4:  # row 0 finishes, and vLLM moves row 1 into its place
-            crowded.processor.update_state(BatchUpdate(1, [0], [], [(1, 0, MoveDirectionality.UNIDIRECTIONAL)]))
-            crowded.outputs[0] = crowded.outputs.pop(1)
+        if i == 4:
+            move(crowded, 0, 1)
         crowded.step()
     assert crowded.outputs[0] == alone.outputs[0]
 
@@ -175,11 +171,9 @@ def test_processor_never_waits_for_the_gpu():
     batch.step(keep=False)
     for i in range(12):
         if i == 4:
-            processor.update_state(BatchUpdate(6, [], [], [(0, 1, MoveDirectionality.SWAP)]))
-            batch.outputs[0], batch.outputs[1] = batch.outputs[1], batch.outputs[0]
+            swap(batch, 0, 1)
         if i == 8:
-            processor.update_state(BatchUpdate(5, [2], [], [(5, 2, MoveDirectionality.UNIDIRECTIONAL)]))
-            batch.outputs[2] = batch.outputs.pop(5)
+            fill_the_hole(batch, 2, 5)
         batch.step()
     for tokens in batch.outputs.values():
         _check_frames(tokens)
