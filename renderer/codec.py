@@ -47,8 +47,8 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False):
     channels_last: run every layer as a 2-D convolution over (batch, channels, 1, samples) held
     channels-last, cuDNN's native layout on a GPU, so that no convolution copies its input and output
     between layouts; a causal convolution is then padded on both sides and its right overhang
-    dropped (F.pad first, compiled, was no faster: bench/README.md, "Seventh session"). Same weights; the arithmetic differs only in
-    the kernels' order of summation."""
+    dropped (F.pad first, compiled, was no faster: bench/README.md, "Seventh session"). Same weights;
+    the arithmetic differs only in the kernels' order of summation."""
     import torch
     import torch.nn.functional as F
     from nemo.collections.common.parts.utils import ClampActivation, HalfSnake, Snake

@@ -16,9 +16,10 @@ Two modes, chosen per request by SamplingParams.extra_args["kani_frames"]:
 
 Nothing here waits for the GPU: lists go to the device from pinned memory without blocking, Python
 values are written by index_fill_ and scatter_ (`tensor[index] = 0.0` copies the value to the GPU
-first), and rows move by plain indexing. A copy from pageable memory synchronizes the stream, so the engine core would
-wait for the step's forward pass and async scheduling's overlap would be lost (a profile of the
-10-hour book had 39% of the engine cores' time on such copies: bench/README.md, "Seventh session").
+first), and rows move by plain indexing. A copy from pageable memory synchronizes the stream, so the
+engine core would wait for the step's forward pass and async scheduling's overlap would be lost (a
+profile of the 10-hour book had 39% of the engine cores' time on such copies: bench/README.md,
+"Seventh session").
 
 Implements vLLM's V1 interface (0.24 to 0.32). Model Runner V2 (the GPU default from 0.31) takes
 another interface: the engine sets VLLM_USE_V2_MODEL_RUNNER=0.

@@ -3,11 +3,11 @@ engines share a GPU).
 
 With several engines in one process, that process steps them in turn, and each step call takes one
 step's outputs of one engine: a round goes at the pace of the slowest engine, and the others'
-finished sequences are seen, and their slots refilled, late. On an H200 (the speech stage alone),
-3 engines stepped so ran their batches 67% full while this process used 0.17 of a core (waiting, not
+finished sequences are seen, and their slots refilled, late. On an H200 (the speech stage alone), 3
+engines stepped so ran their batches 67% full while this process used 0.17 of a core (waiting, not
 working); in processes of their own, 98% full, and 694x real time against 612x (bench/README.md,
-"Seventh session"). Here each engine gets a spawned process, which holds an ordinary one-engine SpeechEngine
-and sends back each take as it finishes; this process only gathers takes.
+"Seventh session"). Here each engine gets a spawned process, which holds an ordinary one-engine
+SpeechEngine and sends back each take as it finishes; this process only gathers takes.
 """
 from __future__ import annotations
 
