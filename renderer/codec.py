@@ -8,7 +8,8 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -30,7 +31,8 @@ DECODE_BATCH_FRAMES = 150 * 16  # frames in one decode batch: 16 twelve-second c
 # 1,533x against 1,058x and 1,048x; eager, channels-last 997x and 959x against 1,023x and 1,029x
 # (bench/README.md, "Sixth session").
 CHANNELS_LAST: bool | None = None
-PAD_FRAMES = 25  # a batch's length is padded to a multiple of this (2 s): fewer shapes to compile or tune for
+PAD_FRAMES = 5  # a batch's length is padded to a multiple of this (0.4 s): fewer shapes to compile or tune for
+BATCH_COST_FRAMES = 25  # one more decode batch's own cost (launches, copies), taken as 25 frames' work (~2 ms, H200)
 
 
 class CodecError(RendererError):
@@ -228,26 +230,31 @@ class Codec:
         self.decoder = _plain_decoder(model.audio_decoder, channels_last)
         self.least_rows = 1
         self.most_rows = sys.maxsize  # takes a batch; halved by decode when the GPU runs out of memory
+        self.frames = self.padded = 0  # frames of takes decoded, and of the padded batches they went in
         if compile:  # batch and length vary: one graph with symbolic sizes, not one per shape
             self.decoder = torch.compile(self.decoder, dynamic=True)
             self.least_rows = 2  # torch.compile specializes a size of 1: a lone take would compile again
             self.decode([np.zeros((NUM_CODEBOOKS, PAD_FRAMES), np.int64)])  # compiled now, as part of loading
 
     def decode(self, codes: list[np.ndarray]) -> list[np.ndarray]:
-        """Decode a batch of takes at once.
+        """Decode takes in batches of like length (`batches_by_frames`).
 
         codes: each (4, frames) int64 in 0..4031, frames may differ. Returns, in order, float32
-        mono audio of frames * 1,764 samples each. Shorter takes are padded to the longest and
-        trimmed back to their own length. A batch the GPU has no memory for is split
-        in halves, and the smaller size kept for later batches (`most_rows`): a small card decodes
-        in the memory the engines left it. Raises CodecError when even one take does not fit.
+        mono audio of frames * 1,764 samples each. A batch's takes are padded to its longest and
+        trimmed back to their own length. A batch the GPU has no memory for is split in halves, and
+        the smaller size kept for later batches (`most_rows`): a small card decodes in the memory
+        the engines left it. Raises CodecError when even one take does not fit.
         """
         import torch
 
         out = [np.zeros(0, dtype=np.float32) if c.shape[1] == 0 else None for c in codes]
         todo = [i for i, audio in enumerate(out) if audio is None]
-        while todo:
-            part, todo = todo[:self.most_rows], todo[self.most_rows:]
+        batches = deque([todo[k] for k in batch] for batch in batches_by_frames([codes[i].shape[1] for i in todo]))
+        while batches:
+            part = batches.popleft()
+            if len(part) > self.most_rows:
+                batches.appendleft(part[self.most_rows:])
+                part = part[:self.most_rows]
             try:
                 audio = self._decode_rows([codes[i] for i in part])
             except torch.OutOfMemoryError as err:
@@ -256,7 +263,7 @@ class Codec:
                                      "speech engine's share) to leave the codec more; finished chunks are kept") from err
                 torch.cuda.empty_cache()  # what the failed batch left cached, given back before the halves
                 self.most_rows = len(part) // 2
-                todo = part + todo
+                batches.appendleft(part)
                 continue
             for i, samples in zip(part, audio, strict=True):
                 out[i] = samples
@@ -266,8 +273,10 @@ class Codec:
         """One batch through the dequantizer and the decoder; torch.OutOfMemoryError passes up."""
         import torch
 
-        longest = -(-max(c.shape[1] for c in codes) // PAD_FRAMES) * PAD_FRAMES  # causal: padding at the end is inert
+        longest = padded_frames(max(c.shape[1] for c in codes))  # causal: padding at the end is inert
         rows = max(len(codes), self.least_rows)
+        self.frames += sum(c.shape[1] for c in codes)
+        self.padded += rows * longest
         tokens = torch.zeros((rows, NUM_CODEBOOKS, longest), dtype=torch.long)
         lengths = torch.zeros(rows, dtype=torch.long)
         for row, c in enumerate(codes):
@@ -281,18 +290,31 @@ class Codec:
         return [audio[row, : c.shape[1] * SAMPLES_PER_FRAME].copy() for row, c in enumerate(codes)]
 
 
-def batches_by_frames(lengths: Iterable[int], budget: int = DECODE_BATCH_FRAMES) -> list[list[int]]:
-    """Group item indices, in the given order, into batches whose padded size
-    (items x longest) stays within `budget` frames."""
-    batches: list[list[int]] = []
-    current: list[int] = []
-    longest = 0
-    for i, n in enumerate(lengths):
-        if current and max(longest, n) * (len(current) + 1) > budget:
-            batches.append(current)
-            current, longest = [], 0
-        current.append(i)
-        longest = max(longest, n)
-    if current:
-        batches.append(current)
-    return batches
+def padded_frames(frames: int) -> int:
+    """A batch's length for takes of at most `frames`: the next multiple of PAD_FRAMES."""
+    return -(-frames // PAD_FRAMES) * PAD_FRAMES
+
+
+def batches_by_frames(lengths: Sequence[int], budget: int = DECODE_BATCH_FRAMES) -> list[list[int]]:
+    """Indices into `lengths` (frames of each take), in batches of takes of like length, longest first,
+    each within `budget` frames (its rows x its padded longest; a longer take is a batch of its own).
+
+    Every row costs the decoder its batch's padded longest, so the batches are the split of the
+    takes, by length, that costs least in padded frames plus BATCH_COST_FRAMES a batch. The bench
+    book's takes (1.5 to 12 s) in a shuffled order, batched as they came, spent 30% of it on padding.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    cost = [0] + [math.inf] * len(order)  # cost[j]: of the best split of the j longest takes
+    start = [0] * (len(order) + 1)  # where the last batch of that split starts
+    for end in range(1, len(order) + 1):
+        for first in range(end - 1, -1, -1):
+            rows, width = end - first, padded_frames(lengths[order[first]])
+            if rows > 1 and rows * width > budget:
+                break
+            if cost[first] + rows * width + BATCH_COST_FRAMES < cost[end]:
+                cost[end], start[end] = cost[first] + rows * width + BATCH_COST_FRAMES, first
+    batches, end = [], len(order)
+    while end:
+        batches.append(order[start[end]:end])
+        end = start[end]
+    return batches[::-1]

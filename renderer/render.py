@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
 CHAPTER_WORKERS = 8  # processes mastering and writing chapters at most (4 wrote about 600x real time on an H200 host: no faster than 3 engines generate)
 CHAPTER_NICENESS = 10  # the chapter workers' CPU priority below the engines'
+DECODE_TOGETHER_FRAMES = 2 * DECODE_BATCH_FRAMES  # takes handed to the codec at once: enough to batch by length
 RUNAWAY_TEXT_CHARS = 60  # how much of a failed chunk's text the report quotes
 
 
@@ -90,6 +91,7 @@ class RenderReport:
     seconds: dict[str, float] = field(default_factory=dict)  # wall time: engine_start, codec_load, generate, decode, total
     steps: list[tuple[int, int]] = field(default_factory=list)  # each generated take's engine steps (queued, finished)
     marks: dict[str, float] = field(default_factory=dict)  # the run's (RunReport.marks)
+    decode_fill: float = 0.0  # the run's decoded frames over its padded batches' (0: not counted, as on Ray)
 
 
 @dataclass
@@ -119,6 +121,8 @@ class RunReport:
     # engines_ready, first_made, last_made (takes out of an engine), last_decoded, last_arrived (at
     # a writer). On Ray the actors stamp theirs: where Ray loses time shows (bench/README.md).
     marks: dict[str, float] = field(default_factory=dict)
+    decoded_frames: int = 0  # frames of the takes decoded here
+    padded_frames: int = 0  # frames of the batches they were decoded in (rows x padded longest)
 
 
 def runaway_message(take: Take) -> str:
@@ -286,6 +290,7 @@ def render_book(book: Book, options: RenderOptions, cast=None, cluster: RayOptio
     one.report.engines, one.report.tokens = run.engines, run.tokens
     one.report.seconds.update(run.seconds)
     one.report.marks.update(run.marks)
+    one.report.decode_fill = run.decoded_frames / run.padded_frames if run.padded_frames else 0.0
     return one.report
 
 
@@ -540,13 +545,17 @@ def _render_here(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec_
         codecs_loaded()
         begun = time.perf_counter()
         codec = codecs.get()
+        frames, padded = codec.frames, codec.padded
         try:
             for take, audio in zip(batch, codec.decode([t.codes for t in batch]), strict=True):
                 take.audio = audio
+            frames, padded = codec.frames - frames, codec.padded - padded
         finally:
             codecs.put(codec)
         with counting:  # summed over the decoding threads
             run.seconds["decode"] += time.perf_counter() - begun
+            run.decoded_frames += frames
+            run.padded_frames += padded
         return batch
 
     with ThreadPoolExecutor(max_workers=len(devices), thread_name_prefix="decode") as pool:
@@ -558,7 +567,7 @@ def _render_here(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec_
                 continue
             batch.append(take)
             batch_frames += take.codes.shape[1]
-            if batch_frames >= DECODE_BATCH_FRAMES:
+            if batch_frames >= DECODE_TOGETHER_FRAMES:
                 inflight.append(pool.submit(decode, batch))
                 batch, batch_frames = [], 0
             while inflight and inflight[0].done():

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from renderer.codec import SAMPLES_PER_FRAME, CodecError, batches_by_frames, load_codec
+from renderer.codec import (
+    DECODE_BATCH_FRAMES,
+    SAMPLES_PER_FRAME,
+    CodecError,
+    batches_by_frames,
+    load_codec,
+    padded_frames,
+)
 
 
 @pytest.fixture(scope="module")
@@ -122,5 +129,24 @@ def test_unreachable_hub_codec_is_one_clear_line():
 
 def test_batches_respect_the_frame_budget():
     assert batches_by_frames([10, 10, 10], budget=20) == [[0, 1], [2]]
-    assert batches_by_frames([5, 30, 5], budget=20) == [[0], [1], [2]]
+    assert batches_by_frames([5, 30, 5], budget=20) == [[1], [0, 2]]  # longest first; one too long alone
     assert batches_by_frames([], budget=20) == []
+
+
+def test_takes_are_batched_with_takes_of_like_length():
+    rng = np.random.default_rng(5)
+    lengths = rng.integers(19, 151, size=300).tolist()  # a render's mix: 1.5- to 12-s takes, as they come
+    batches = batches_by_frames(lengths)
+    assert sorted(i for batch in batches for i in batch) == list(range(300))
+    widths = [padded_frames(max(lengths[i] for i in batch)) for batch in batches]
+    assert all(len(batch) * width <= DECODE_BATCH_FRAMES for batch, width in zip(batches, widths, strict=True))
+    assert widths == sorted(widths, reverse=True)
+    fill = sum(lengths) / sum(len(batch) * width for batch, width in zip(batches, widths, strict=True))
+    assert fill > 0.95  # as they came, in batches of DECODE_BATCH_FRAMES padded to 2 s: 0.56
+
+
+def test_decoding_counts_the_frames_padded(codec):
+    rng = np.random.default_rng(6)
+    before = codec.frames, codec.padded
+    codec.decode([rng.integers(0, 4032, size=(4, n)) for n in (11, 3)])
+    assert (codec.frames - before[0], codec.padded - before[1]) == (14, 2 * padded_frames(11))
