@@ -8,6 +8,9 @@ module (as the renderer ran it before 2026-11-30) or ours, eager, cuDNN-tuned or
 --new-shapes decodes batches of 24 shapes, as a render's come (3-13 takes of 6-12 s), each shape for
 the first time and then again: what tuning or compiling costs for each new shape.
 
+--mixed N decodes N takes of the bench book's lengths (1.5 to 12 s, shuffled) as the render hands them
+over: each hand-over one batch padded to 2 s, as before 2026-12-01, and now, batched by length.
+
 Also reports how far bf16 output is from fp32 output for the same codes (signal-to-error ratio, dB).
 Appends rows to bench/results/codec.json and rewrites bench/results/codec.md.
 """
@@ -15,13 +18,15 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import time
 from pathlib import Path
 
 import numpy as np
 from results_table import append_rows, device_name  # bench/, beside this script
 
-from renderer.codec import CODEBOOK_SIZE, FRAMES_PER_SECOND, NUM_CODEBOOKS, load_codec
+from renderer import codec as codec_module
+from renderer.codec import CODEBOOK_SIZE, DECODE_BATCH_FRAMES, FRAMES_PER_SECOND, NUM_CODEBOOKS, load_codec
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = 150  # a twelve-second take
@@ -70,6 +75,64 @@ def new_shapes(codec, rng) -> list[dict]:
     return rows
 
 
+def book_lengths(count: int, rng) -> list[int]:
+    """Frames of `count` takes of the bench book's chunks, each at its planned length (as render_bench
+    runs them), the book over and over, shuffled: a render's mix of lengths."""
+    from renderer.read import read_book
+    from renderer.speech.voices import resolve_voice
+    from renderer.text.chunk import chunk_book
+
+    chunks = chunk_book(read_book(ROOT / "samples" / "moby-dick-opening.md"), resolve_voice("en"))
+    return rng.permutation(np.resize([math.ceil(c.seconds * FRAMES_PER_SECOND) for c in chunks], count)).tolist()
+
+
+def mixed(codec, rng, count: int) -> list[dict]:
+    """`count` takes of the book's lengths, decoded in the render's hand-overs, the old way and now:
+    a row each, after one pass of both to warm up."""
+    import torch
+
+    from renderer.render import DECODE_TOGETHER_FRAMES
+
+    lengths = book_lengths(count, rng)
+    takes = [rng.integers(0, CODEBOOK_SIZE, (NUM_CODEBOOKS, n)) for n in lengths]
+
+    def handovers(frames: int) -> list[list[np.ndarray]]:
+        out, at = [[]], 0
+        for take in takes:
+            if at >= frames:
+                out.append([])
+                at = 0
+            out[-1].append(take)
+            at += take.shape[1]
+        return out
+
+    def as_they_came(batch):  # before 2026-12-01: each hand-over one batch, padded to a multiple of 2 s
+        kept, codec_module.PAD_FRAMES = codec_module.PAD_FRAMES, 25
+        try:
+            return codec._decode_rows(batch)
+        finally:
+            codec_module.PAD_FRAMES = kept
+
+    ways = {"as they came": (as_they_came, handovers(DECODE_BATCH_FRAMES)),
+            "by length": (codec.decode, handovers(DECODE_TOGETHER_FRAMES))}
+    rows = []
+    for timed in (False, True):
+        for how, (decode, given) in ways.items():
+            before = codec.frames, codec.padded
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            begun = time.perf_counter()
+            for batch in given:
+                decode(batch)
+            seconds = time.perf_counter() - begun
+            fill = (codec.frames - before[0]) / (codec.padded - before[1])
+            if timed:
+                rows.append({"batch": f"{count} takes of the book's lengths, {how}, fill {fill:.2f}",
+                             "ms_per_batch": round(1000 * seconds / len(given), 1),
+                             "x_realtime": round(sum(lengths) / FRAMES_PER_SECOND / seconds)})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--codec", required=True)
@@ -77,6 +140,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--cases", default="fp32:eager,fp32:nemo,bf16:nemo,bf16:eager,bf16:tuned,bf16:compiled")
     parser.add_argument("--new-shapes", action="store_true", help="batches of 24 new shapes, as a render's come")
+    parser.add_argument("--mixed", type=int, default=0, metavar="N",
+                        help="N takes of the bench book's lengths, in the render's hand-overs: the old way and now")
     parser.add_argument("--profile", action="store_true", help="print where one bf16 batch of 16 spends its GPU time")
     parser.add_argument("--channels-last", action="store_true", help="with --profile: the channels-last decoder")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
@@ -104,7 +169,10 @@ def main() -> None:
         if args.new_shapes:
             rows += [{**case_columns, **row} for row in new_shapes(codec, rng)]
             print(rows[-2:], flush=True)
-        for size in [] if args.new_shapes else sizes:
+        if args.mixed:
+            rows += [{**case_columns, **row} for row in mixed(codec, rng, args.mixed)]
+            print(rows[-2:], flush=True)
+        for size in [] if args.new_shapes or args.mixed else sizes:
             batch = takes[:size]
             if gpu:
                 torch.cuda.reset_peak_memory_stats()

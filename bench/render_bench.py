@@ -37,7 +37,7 @@ from renderer.speech.voices import resolve_voice
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("date", "gpu", "vllm", "case", "quantize", "sampler", "async", "replicas", "data_parallel", "gpu_memory",
            "max_seqs", "codec_compiled", "ray", "gpus", "chunks", "audio_s", "engine_start_s", "codec_load_s",
-           "generate_s", "tokens_per_s", "generate_x_realtime", "decode_s", "decode_x_realtime", "total_s",
+           "generate_s", "tokens_per_s", "generate_x_realtime", "decode_s", "decode_x_realtime", "decode_fill", "total_s",
            "render_x_realtime", "peak_gpu_gib")
 
 
@@ -213,7 +213,8 @@ def main() -> None:
     parser.add_argument("--engine-processes", action=argparse.BooleanOptionalAction, default=None,
                         help="each engine with its vLLM frontend in a process of its own (EngineOptions.engine_processes; "
                              "default: where several engines share a GPU)")
-    parser.add_argument("--engine-core-inline", action="store_true",
+    parser.add_argument("--engine-core-inline", action=argparse.BooleanOptionalAction,
+                        default=EngineOptions.engine_core_inline,
                         help="each engine process runs its vLLM engine core itself (EngineOptions.engine_core_inline)")
     parser.add_argument("--py-spy", type=int, default=0, metavar="SECONDS",
                         help="profile every process of the render with py-spy for this long once generating begins "
@@ -275,7 +276,8 @@ def main() -> None:
         "quantize": "bitsandbytes" if args.quantize else "none",
         "sampler": args.sampler,
         "async": args.async_, "replicas": engine.engines_to_start(),
-        "engine_processes": engine.runs_engines_apart() if not args.ray else "", "engine_core_inline": args.engine_core_inline,
+        "engine_processes": engine.runs_engines_apart() if not args.ray else "",
+        "engine_core_inline": args.engine_core_inline and engine.runs_engines_apart() and not args.ray,  # as run
         "data_parallel": len(engine.gpus_to_use()) if not args.ray else "",
         "gpu_memory": args.gpu_memory,
         "max_seqs": args.max_seqs,
@@ -294,6 +296,7 @@ def main() -> None:
         "generate_x_realtime": round(speech / s["generate"], 1),
         "decode_s": round(s["decode"], 1),
         "decode_x_realtime": round(speech / s["decode"], 1),
+        "decode_fill": round(report.decode_fill, 3) or "",  # of the decoder's work, what was not padding
         "store_s": round(s.get("store", 0.0), 1),  # storing the takes (fsynced), on its own thread since 2026-12-01
         "total_s": round(s["total"] - setup, 1),
         "render_x_realtime": round(speech / (s["total"] - setup), 1),
