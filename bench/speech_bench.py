@@ -108,7 +108,7 @@ def measure(args: argparse.Namespace, base: dict, threads: str = "") -> list[dic
     chunks = bench_chunks(args.model, args.chunks, args.seconds)
     base = {**base, "vllm": vllm.__version__, "replicas": engine.replicas, "engine_start_s": round(start, 1),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""), "engine_processes": engine.processes is not None,
-            "engine_core_inline": args.engine_core_inline}
+            "engine_core_inline": args.engine_core_inline and engine.processes is not None}  # as run
 
     if args.profile_steps:
         print(profile_steps(engine, chunks, warm=30, steps=args.profile_steps))
@@ -218,7 +218,8 @@ def main() -> None:
     parser.add_argument("--engine-processes", action=argparse.BooleanOptionalAction, default=None,
                         help="each engine with its vLLM frontend in a process of its own (EngineOptions.engine_processes; "
                              "default: where several engines share a GPU)")
-    parser.add_argument("--engine-core-inline", action="store_true",
+    parser.add_argument("--engine-core-inline", action=argparse.BooleanOptionalAction,
+                        default=EngineOptions.engine_core_inline,
                         help="each engine process runs its vLLM engine core itself (EngineOptions.engine_core_inline)")
     parser.add_argument("--replicas", type=int, default=EngineOptions.replicas, help="engines side by side on the GPU (0: auto)")
     parser.add_argument("--ray", action="store_true", help="run in a task of a local Ray, on one GPU, without Ray Data")

@@ -74,10 +74,10 @@ class EngineOptions:
     engine_processes: bool | None = None
     # With engine_processes: each engine process runs its vLLM engine core itself, not in a process of
     # its own (VLLM_ENABLE_V1_MULTIPROCESSING=0 there, as on the CPU): one spawn and its imports fewer
-    # per engine (about 23 s each on the H200 host, started one after another), no outputs sent
-    # between processes, but the core's steps and the frontend's work share one thread. Not yet
-    # measured on a GPU.
-    engine_core_inline: bool = False
+    # per engine, but the core's steps and the frontend's work share one thread. On an H200, 3 engines:
+    # up in 91-99 s against 160-230 s; the 10-hour book 436x against 434x, the speech stage alone 881x
+    # against 955x (bench/README.md, "Eighth session"): a minute saved at every start outweighs that.
+    engine_core_inline: bool = True
 
     def engines_to_start(self) -> int:
         """`replicas`, or its default where it is 0: on a GPU, as many as its share of the memory
