@@ -47,12 +47,11 @@ def _main(model: str, options, index: int, turn, requests, results) -> None:
     try:  # the slow imports, while the engines before this one start (a failure shows again below)
         engine_environment()
         import transformers  # noqa: F401
-        import vllm  # noqa: F401
+        from vllm import LLM  # noqa: F401 - `import vllm` alone leaves about 5 s of LLM's imports for later
     except Exception:  # noqa: BLE001, S110
         pass
-    turn.wait()
-    try:
-        engine = SpeechEngine(model, options)
+    try:  # the tokenizer loads before this engine's turn: only the engine waits for the one before
+        engine = SpeechEngine(model, options, before_engines=turn.wait)
     except RendererError as err:
         results.put(("error", index, str(err)))
         return
