@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from results_table import append_rows, device_name  # bench/, beside this script
+from speech_bench import add_engine_process_options
 
 from renderer import cluster, render
 from renderer import codec as codec_module
@@ -210,12 +211,7 @@ def main() -> None:
     parser.add_argument("--ray-codec-gpu", type=float, default=0.0,
                         help="with --ray: the GPU share each codec actor asks for (1: a GPU of its own; default: the "
                              "renderer's, beside a speech actor)")
-    parser.add_argument("--engine-processes", action=argparse.BooleanOptionalAction, default=None,
-                        help="each engine with its vLLM frontend in a process of its own (EngineOptions.engine_processes; "
-                             "default: where several engines share a GPU)")
-    parser.add_argument("--engine-core-inline", action=argparse.BooleanOptionalAction,
-                        default=EngineOptions.engine_core_inline,
-                        help="each engine process runs its vLLM engine core itself (EngineOptions.engine_core_inline)")
+    add_engine_process_options(parser)
     parser.add_argument("--py-spy", type=int, default=0, metavar="SECONDS",
                         help="profile every process of the render with py-spy for this long once generating begins "
                              "(collapsed stacks in RESULTS/py-spy.txt)")

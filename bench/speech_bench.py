@@ -200,6 +200,16 @@ def on_ray_data(args: argparse.Namespace, base: dict) -> list[dict]:
     return [row]
 
 
+def add_engine_process_options(parser: argparse.ArgumentParser) -> None:
+    """--engine-processes and --engine-core-inline, as EngineOptions has them (render_bench's too)."""
+    parser.add_argument("--engine-processes", action=argparse.BooleanOptionalAction, default=None,
+                        help="each engine with its vLLM frontend in a process of its own (EngineOptions.engine_processes; "
+                             "default: where several engines share a GPU)")
+    parser.add_argument("--engine-core-inline", action=argparse.BooleanOptionalAction,
+                        default=EngineOptions.engine_core_inline,
+                        help="each engine process runs its vLLM engine core itself (EngineOptions.engine_core_inline)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True)
@@ -215,12 +225,7 @@ def main() -> None:
     parser.add_argument("--profile-steps", type=int, default=0)
     parser.add_argument("--barrier", type=Path, help="a folder: wait, after warm-up, until --parties processes are ready")
     parser.add_argument("--parties", type=int, default=1)
-    parser.add_argument("--engine-processes", action=argparse.BooleanOptionalAction, default=None,
-                        help="each engine with its vLLM frontend in a process of its own (EngineOptions.engine_processes; "
-                             "default: where several engines share a GPU)")
-    parser.add_argument("--engine-core-inline", action=argparse.BooleanOptionalAction,
-                        default=EngineOptions.engine_core_inline,
-                        help="each engine process runs its vLLM engine core itself (EngineOptions.engine_core_inline)")
+    add_engine_process_options(parser)
     parser.add_argument("--replicas", type=int, default=EngineOptions.replicas, help="engines side by side on the GPU (0: auto)")
     parser.add_argument("--ray", action="store_true", help="run in a task of a local Ray, on one GPU, without Ray Data")
     parser.add_argument("--ray-data", action="store_true",
