@@ -44,13 +44,12 @@ def _main(model: str, options, index: int, turn, requests, results) -> None:
         pass
     if options.engine_core_inline:
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-    try:  # the slow imports, while the engines before this one start (a failure shows again below)
+    try:  # vLLM's slow imports, while the engines before this one start (a failure shows again below)
         engine_environment()
-        import transformers  # noqa: F401
         from vllm import LLM  # noqa: F401 - `import vllm` alone leaves about 5 s of LLM's imports for later
     except Exception:  # noqa: BLE001, S110
         pass
-    try:  # the tokenizer loads before this engine's turn: only the engine waits for the one before
+    try:  # transformers and the tokenizer load before this engine's turn: only the engine waits for the one before
         engine = SpeechEngine(model, options, before_engines=turn.wait)
     except RendererError as err:
         results.put(("error", index, str(err)))
