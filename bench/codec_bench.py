@@ -8,6 +8,9 @@ module (as the renderer ran it before 2026-11-30) or ours, eager, cuDNN-tuned or
 --new-shapes decodes batches of 24 shapes, as a render's come (3-13 takes of 6-12 s), each shape for
 the first time and then again: what tuning or compiling costs for each new shape.
 
+--shapes 96x25,16x150 decodes batches of those rows x frames, each after one warm-up call: what a
+batch of short takes costs against one of long takes, frame for frame.
+
 --mixed N decodes N takes of the bench book's lengths (1.5 to 12 s, shuffled) as the render hands them
 over: each hand-over one batch padded to 2 s, as before 2026-12-01, and now, batched by length.
 
@@ -73,6 +76,30 @@ def new_shapes(codec, rng) -> list[dict]:
         rows.append({"batch": f"{len(NEW_SHAPES)} shapes, {when}",
                      "ms_per_batch": round(1000 * seconds / len(NEW_SHAPES), 1), "x_realtime": round(audio / seconds)})
     return rows
+
+
+def shapes(codec, rng, given: str, repeat: int) -> list[dict]:
+    """Batches of `given` shapes (ROWSxFRAMES, comma-separated), each decoded once to warm up and then
+    `repeat` times: a row each, with the median."""
+    import torch
+
+    out = []
+    for shape in given.split(","):
+        size, frames = (int(n) for n in shape.split("x"))
+        batch = [rng.integers(0, CODEBOOK_SIZE, (NUM_CODEBOOKS, frames)) for _ in range(size)]
+        codec.decode(batch)
+        times = []
+        for _ in range(repeat):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            begun = time.perf_counter()
+            codec.decode(batch)
+            times.append(time.perf_counter() - begun)
+        seconds = float(np.median(times))
+        out.append({"batch": f"{size} x {frames} frames", "ms_per_batch": round(1000 * seconds, 1),
+                    "x_realtime": round(size * frames / FRAMES_PER_SECOND / seconds)})
+        print(out[-1], flush=True)
+    return out
 
 
 def book_lengths(count: int, rng) -> list[int]:
@@ -142,6 +169,7 @@ def main() -> None:
     parser.add_argument("--new-shapes", action="store_true", help="batches of 24 new shapes, as a render's come")
     parser.add_argument("--mixed", type=int, default=0, metavar="N",
                         help="N takes of the bench book's lengths, in the render's hand-overs: the old way and now")
+    parser.add_argument("--shapes", default="", metavar="RxF,...", help="batches of R takes of F frames each")
     parser.add_argument("--profile", action="store_true", help="print where one bf16 batch of 16 spends its GPU time")
     parser.add_argument("--channels-last", action="store_true", help="with --profile: the channels-last decoder")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
@@ -172,7 +200,9 @@ def main() -> None:
         if args.mixed:
             rows += [{**case_columns, **row} for row in mixed(codec, rng, args.mixed)]
             print(rows[-2:], flush=True)
-        for size in [] if args.new_shapes or args.mixed else sizes:
+        if args.shapes:
+            rows += [{**case_columns, **row} for row in shapes(codec, rng, args.shapes, args.repeat)]
+        for size in [] if args.new_shapes or args.mixed or args.shapes else sizes:
             batch = takes[:size]
             if gpu:
                 torch.cuda.reset_peak_memory_stats()

@@ -228,6 +228,9 @@ def main() -> None:
                         help="chunks handed to an engine together once that many slots are free (1: one by one)")
     parser.add_argument("--chapter-workers", type=int, default=render.CHAPTER_WORKERS,
                         help="processes mastering and writing chapters")
+    parser.add_argument("--decode", choices=["by-length", "as-they-came"], default="by-length",
+                        help="the codec's batches: of like length (since 2026-12-01), or each hand-over one batch padded "
+                             "to 2 s, as before (to compare)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--progress", action="store_true",
                         help="the render's progress bars on stderr (to see how far a cut-off case got)")
@@ -246,6 +249,10 @@ def main() -> None:
     engine_module.ADMIT_TOGETHER = args.admit_together  # read as each engine's stream admits chunks
     if args.order == "longest":
         engine_module.wave_order = lambda chunks, wave: engine_module.longest_first(chunks)
+    if args.decode == "as-they-came":  # the globals read by Codec.decode and the render loop
+        codec_module.PAD_FRAMES = 25
+        codec_module.batches_by_frames = lambda lengths, budget=0: [list(range(len(lengths)))]
+        render.DECODE_TOGETHER_FRAMES = codec_module.DECODE_BATCH_FRAMES
     if args.codec_gib:
         torch.cuda.set_per_process_memory_fraction(args.codec_gib * 2**30 / torch.cuda.get_device_properties(0).total_memory)
     voice = resolve_voice("en", str(args.models / "kani"), str(args.models / "codec.nemo"))
@@ -302,7 +309,7 @@ def main() -> None:
         "engine_steps": max((done for _, done in report.steps), default=0),  # the longest-stepped engine's
         "peak_gib_by_process": {k: round(v, 2) for k, v in memory.by_process.items()},
         "peak_gib_by_gpu": {k: round(v, 2) for k, v in memory.by_gpu.items()},
-        "order": args.order, "chapter_workers": args.chapter_workers, "admit_together": args.admit_together, "cpus": os.cpu_count(),
+        "order": args.order, "decode": args.decode, "chapter_workers": args.chapter_workers, "admit_together": args.admit_together, "cpus": os.cpu_count(),
         # Cores in use by kind of process while the engines generated (engines ready to the last take made).
         "cores_generating": cpu.between(report.marks.get("engines_ready", 0.0), report.marks.get("last_made", 0.0)),
         "env": {k: v for k, v in os.environ.items() if k.startswith("VLLM_")},
