@@ -20,7 +20,8 @@ import threading
 import time
 from pathlib import Path
 
-from results_table import append_rows, device_name  # bench/, beside this script
+from codec_bench import AS_THEY_CAME_FRAMES  # bench/, beside this script
+from results_table import append_rows, device_name
 from speech_bench import add_engine_process_options
 
 from renderer import cluster, render
@@ -252,7 +253,7 @@ def main() -> None:
     if args.decode == "as-they-came":  # the globals read by Codec.decode and the render loop
         codec_module.PAD_FRAMES = 25
         codec_module.batches_by_frames = lambda lengths, budget=0: [list(range(len(lengths)))]
-        render.DECODE_TOGETHER_FRAMES = codec_module.DECODE_BATCH_FRAMES
+        render.DECODE_TOGETHER_FRAMES = AS_THEY_CAME_FRAMES
     if args.codec_gib:
         torch.cuda.set_per_process_memory_fraction(args.codec_gib * 2**30 / torch.cuda.get_device_properties(0).total_memory)
     voice = resolve_voice("en", str(args.models / "kani"), str(args.models / "codec.nemo"))

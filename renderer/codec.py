@@ -25,14 +25,18 @@ UPSAMPLE_RATES = (7, 7, 6, 3, 2)  # the decoder's up-sampling stages
 SAMPLES_PER_FRAME = math.prod(UPSAMPLE_RATES)  # 1,764 samples a frame
 FRAMES_PER_SECOND = SAMPLE_RATE / SAMPLES_PER_FRAME  # 12.5 frames a second
 DEFAULT_CODEC = "nvidia/nemo-nano-codec-22khz-0.6kbps-12.5fps"
-DECODE_BATCH_FRAMES = 150 * 16  # frames in one decode batch: 16 twelve-second chunks, about 4 GiB at fp32
+DECODE_BATCH_FRAMES = 150 * 24  # padded frames in one decode batch: 24 twelve-second chunks, about 6 GiB at fp32
 # The decoder's layers channels-last (`_plain_decoder`): True, False, or None for "when compiled, on a
 # GPU". On an H200, bf16, batches of 16 and 64 twelve-second takes: compiled, channels-last 1,504x and
 # 1,533x against 1,058x and 1,048x; eager, channels-last 997x and 959x against 1,023x and 1,029x
 # (bench/README.md, "Sixth session").
 CHANNELS_LAST: bool | None = None
 PAD_FRAMES = 5  # a batch's length is padded to a multiple of this (0.4 s): fewer shapes to compile or tune for
-BATCH_COST_FRAMES = 25  # one more decode batch's own cost (launches, copies), taken as 25 frames' work (~2 ms, H200)
+# One more decode batch's own cost, in frames' work. Measured on an H200 (bf16, eager; bench/README.md, "Ninth
+# session"): a batch costs about 25 ms plus 0.069 ms a padded frame, so 1 x 150 frames ran at 319x real time and
+# 16 x 150 at 1,008x. The 25 ms is 360 frames' work. Taken as 25 frames before, the batches of like length came out
+# so small that the book's mix decoded at 713x against 728x as they came, and the render was 360x against 414x.
+BATCH_COST_FRAMES = 360
 
 
 class CodecError(RendererError):

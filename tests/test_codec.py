@@ -142,7 +142,8 @@ def test_takes_are_batched_with_takes_of_like_length():
     assert all(len(batch) * width <= DECODE_BATCH_FRAMES for batch, width in zip(batches, widths, strict=True))
     assert widths == sorted(widths, reverse=True)
     fill = sum(lengths) / sum(len(batch) * width for batch, width in zip(batches, widths, strict=True))
-    assert fill > 0.95  # as they came, in batches of DECODE_BATCH_FRAMES padded to 2 s: 0.56
+    least = -(-sum(lengths) // DECODE_BATCH_FRAMES)  # batches, were there no padding at all: 7
+    assert fill > 0.9 and len(batches) <= 1.5 * least  # as they came, padded to 2 s: fill 0.56 in 13 batches
 
 
 def test_decoding_counts_the_frames_padded(codec):
