@@ -83,6 +83,8 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False):
                 raise unsupported(f"activation {type(inner).__name__}")
             self.snake = snake.alpha.shape[1] if snake is not None else 0
             self.alpha = frozen(snake.alpha) if snake is not None else None
+            # NeMo's 1 / (alpha + eps), once: two kernel launches fewer a Snake, the same values
+            self.inverse = frozen((snake.alpha + 1e-9).reciprocal()) if snake is not None else None
             self.whole = isinstance(inner, Snake)
             self.slope = getattr(relu, "negative_slope", 0.0)
 
@@ -90,7 +92,7 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False):
             if self.alpha is None:
                 return F.leaky_relu(x, self.slope)
             head = x[:, : self.snake]
-            head = head + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * head).pow(2)  # NeMo's eps
+            head = head + self.inverse * torch.sin(self.alpha * head).pow(2)
             return head if self.whole else torch.cat([head, F.leaky_relu(x[:, self.snake :], self.slope)], dim=1)
 
     class Conv(torch.nn.Module):

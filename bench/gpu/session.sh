@@ -30,6 +30,7 @@ if [ ! -f "$models/codec.nemo" ]; then
   python -m renderer models tiny "$models" --size full > "$results/models.log" 2>&1
   mark "models built"
 fi
+declare -A ran  # a case's name, once: two lines of one name (an old block matched too) would run it twice
 while read -r line; do
   case "$line" in ''|'#'*) continue ;; esac
   eval "set -- $line"
@@ -37,6 +38,8 @@ while read -r line; do
   while [[ "${1:-}" == [A-Za-z_]*=* ]]; do envs+=("$1"); shift; done
   kind="${1:-}" name="${2:-}" seconds="${3:-}"
   shift 3 || true
+  if [ -n "${ran[$name]:-}" ]; then mark "$name skipped: a second case of that name"; continue; fi
+  ran[$name]=1
   case "$kind" in
     render) cmd=(python bench/render_bench.py --models "$models" --progress --results "$results/$name" "$@") ;;
     speech) cmd=(python bench/speech_bench.py --model "$models/kani" --results "$results/$name" "$@") ;;
