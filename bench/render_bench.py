@@ -229,6 +229,9 @@ def main() -> None:
                         help="chunks handed to an engine together once that many slots are free (1: one by one)")
     parser.add_argument("--chapter-workers", type=int, default=render.CHAPTER_WORKERS,
                         help="processes mastering and writing chapters")
+    parser.add_argument("--decode-threads", type=int, default=EngineOptions.decode_threads,
+                        help="threads decoding at once on each GPU, each on a CUDA stream of its own (decode_s is "
+                             "summed over them)")
     parser.add_argument("--decode", choices=["by-length", "as-they-came"], default="by-length",
                         help="the codec's batches: of like length (since 2026-12-01), or each hand-over one batch padded "
                              "to 2 s, as before (to compare)")
@@ -262,7 +265,7 @@ def main() -> None:
                            length_margin=1.0, retries=0, keep_runaways=True, sampler=args.sampler, replicas=args.replicas,
                            async_scheduling=args.async_, compile_codec=args.compile_codec,
                            data_parallel=args.data_parallel, engine_processes=args.engine_processes,
-                           engine_core_inline=args.engine_core_inline)
+                           engine_core_inline=args.engine_core_inline, decode_threads=args.decode_threads)
     with tempfile.TemporaryDirectory() as out, PeakMemory() as memory, CpuUse() as cpu:
         options = RenderOptions(voice=voice, out=Path(out), fmt="flac", engine=engine, progress=args.progress)
         report = render_book(book, options, cluster=RayOptions(engines=args.ray_engines) if args.ray else None)
@@ -310,7 +313,7 @@ def main() -> None:
         "engine_steps": max((done for _, done in report.steps), default=0),  # the longest-stepped engine's
         "peak_gib_by_process": {k: round(v, 2) for k, v in memory.by_process.items()},
         "peak_gib_by_gpu": {k: round(v, 2) for k, v in memory.by_gpu.items()},
-        "order": args.order, "decode": args.decode, "chapter_workers": args.chapter_workers, "admit_together": args.admit_together, "cpus": os.cpu_count(),
+        "order": args.order, "decode": args.decode, "decode_threads": args.decode_threads, "chapter_workers": args.chapter_workers, "admit_together": args.admit_together, "cpus": os.cpu_count(),
         # Cores in use by kind of process while the engines generated (engines ready to the last take made).
         "cores_generating": cpu.between(report.marks.get("engines_ready", 0.0), report.marks.get("last_made", 0.0)),
         "env": {k: v for k, v in os.environ.items() if k.startswith("VLLM_")},

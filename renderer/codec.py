@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
 from collections import deque
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -237,6 +238,9 @@ class Codec:
         self.least_rows = 1
         self.most_rows = sys.maxsize  # takes a batch; halved by decode when the GPU runs out of memory
         self.frames = self.padded = 0  # frames of takes decoded, and of the padded batches they went in
+        self.counting = threading.Lock()  # decode may run on several threads at once
+        self.streams = threading.local()  # on a GPU, each decoding thread's own CUDA stream
+        self.threads = 0  # threads that have decoded so far
         if compile:  # batch and length vary: one graph with symbolic sizes, not one per shape
             self.decoder = torch.compile(self.decoder, dynamic=True)
             self.least_rows = 2  # torch.compile specializes a size of 1: a lone take would compile again
@@ -281,8 +285,12 @@ class Codec:
 
         longest = padded_frames(max(c.shape[1] for c in codes))  # causal: padding at the end is inert
         rows = max(len(codes), self.least_rows)
-        self.frames += sum(c.shape[1] for c in codes)
-        self.padded += rows * longest
+        frames, padded = sum(c.shape[1] for c in codes), rows * longest
+        with self.counting:
+            self.frames += frames
+            self.padded += padded
+        mine = self.counted_here()
+        self.streams.counted = (mine[0] + frames, mine[1] + padded)
         tokens = torch.zeros((rows, NUM_CODEBOOKS, longest), dtype=torch.long)
         lengths = torch.zeros(rows, dtype=torch.long)
         for row, c in enumerate(codes):
@@ -290,10 +298,30 @@ class Codec:
             lengths[row] = c.shape[1]
         # The current device for what NeMo makes without naming one: cuda:1's codec works on cuda:1.
         on_device = torch.cuda.device(self.device) if self.device.startswith("cuda") else nullcontext()
-        with torch.inference_mode(), on_device:
+        with torch.inference_mode(), on_device, self._stream():
             latents = self.model.dequantize(tokens=tokens.to(self.device), tokens_len=lengths.to(self.device))
             audio = self.decoder(latents).float().cpu().numpy()
         return [audio[row, : c.shape[1] * SAMPLES_PER_FRAME].copy() for row, c in enumerate(codes)]
+
+
+    def counted_here(self) -> tuple[int, int]:
+        """`frames` and `padded`, of what this thread decoded."""
+        return getattr(self.streams, "counted", (0, 0))
+
+    def _stream(self):
+        """On a GPU, this thread's own CUDA stream, as the current one: threads decoding at once then
+        overlap one batch's host work (tokens in, launches, audio out) with another's kernels. The
+        first thread to decode keeps the device's default stream."""
+        import torch
+
+        if not self.device.startswith("cuda"):
+            return nullcontext()
+        if not hasattr(self.streams, "stream"):
+            with self.counting:
+                self.threads += 1
+                first = self.threads == 1
+            self.streams.stream = None if first else torch.cuda.Stream(self.device)
+        return nullcontext() if self.streams.stream is None else torch.cuda.stream(self.streams.stream)
 
 
 def padded_frames(frames: int) -> int:

@@ -509,12 +509,15 @@ def _render_here(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec_
     The codecs load on a thread of their own while the engines' processes load their libraries."""
     gpus = options.gpus_to_use()  # more GPUs asked for than there are: said now, before anything loads
     devices = [f"cuda:{k}" for k in range(len(gpus))] if len(gpus) > 1 else ["auto"]
-    codecs: queue.SimpleQueue = queue.SimpleQueue()  # those free to decode
+    threads = 1 if options.compile_codec else max(1, options.decode_threads)  # on each device
+    codecs: queue.SimpleQueue = queue.SimpleQueue()  # those free to decode, each once for each of its threads
 
     def load_codecs() -> None:
         begun = time.perf_counter()
         for device in devices:
-            codecs.put(load_codec(codec_source, device=device, compile=options.compile_codec))
+            codec = load_codec(codec_source, device=device, compile=options.compile_codec)
+            for _ in range(threads):
+                codecs.put(codec)
         run.seconds["codec_load"] = time.perf_counter() - begun
         routes.mark("codecs_ready")
 
@@ -545,11 +548,11 @@ def _render_here(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec_
         codecs_loaded()
         begun = time.perf_counter()
         codec = codecs.get()
-        frames, padded = codec.frames, codec.padded
+        frames, padded = codec.counted_here()  # the codec may be decoding on other threads too
         try:
             for take, audio in zip(batch, codec.decode([t.codes for t in batch]), strict=True):
                 take.audio = audio
-            frames, padded = codec.frames - frames, codec.padded - padded
+            frames, padded = (now - then for now, then in zip(codec.counted_here(), (frames, padded), strict=True))
         finally:
             codecs.put(codec)
         with counting:  # summed over the decoding threads
@@ -558,7 +561,7 @@ def _render_here(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec_
             run.padded_frames += padded
         return batch
 
-    with ThreadPoolExecutor(max_workers=len(devices), thread_name_prefix="decode") as pool:
+    with ThreadPoolExecutor(max_workers=len(devices) * threads, thread_name_prefix="decode") as pool:
         inflight: list[Future] = []
         batch: list[Take] = []
         batch_frames = 0

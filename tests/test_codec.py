@@ -151,3 +151,24 @@ def test_decoding_counts_the_frames_padded(codec):
     before = codec.frames, codec.padded
     codec.decode([rng.integers(0, 4032, size=(4, n)) for n in (11, 3)])
     assert (codec.frames - before[0], codec.padded - before[1]) == (14, 2 * padded_frames(11))
+
+
+def test_threads_decoding_at_once_get_each_its_own_audio_and_counts(codec):
+    rng = np.random.default_rng(7)
+    batches = [[rng.integers(0, 4032, size=(4, n)) for n in lengths] for lengths in ((9, 4), (13, 2, 6), (5,), (11, 3))]
+    alone = [codec.decode(batch) for batch in batches]
+    from concurrent.futures import ThreadPoolExecutor
+
+    def decode(batch):
+        before = codec.counted_here()
+        audio = codec.decode(batch)
+        return audio, [now - then for now, then in zip(codec.counted_here(), before, strict=True)]
+
+    totals = codec.frames, codec.padded
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        together = list(pool.map(decode, batches * 3))
+    for (audio, counted), want in zip(together, alone * 3, strict=True):
+        assert all(np.array_equal(a, w) for a, w in zip(audio, want, strict=True))
+        assert counted[0] == sum(len(a) for a in audio) // SAMPLES_PER_FRAME  # this call's frames, not another's
+    assert sum(counted[1] for _, counted in together) == codec.padded - totals[1]
+    assert codec.frames - totals[0] == 3 * sum(c.shape[1] for batch in batches for c in batch)

@@ -19,6 +19,7 @@ import soundfile
 from click.testing import CliRunner
 from conftest import SAMPLES
 
+from renderer import render as render_module
 from renderer.audio.assemble import (
     CROSSFADE_SECONDS,
     HEAD_SECONDS,
@@ -29,7 +30,7 @@ from renderer.audio.assemble import (
 from renderer.cli import main
 from renderer.codec import SAMPLE_RATE, SAMPLES_PER_FRAME
 from renderer.read import read_book
-from renderer.render import CHAPTER_NICENESS, chapter_pool
+from renderer.render import CHAPTER_NICENESS, RenderOptions, chapter_pool, render_book
 from renderer.speech.engine import EngineOptions
 from renderer.speech.voices import resolve_voice
 from renderer.store import STORE_DIR, TakeStore, take_key
@@ -114,6 +115,22 @@ def test_flac_reuses_every_stored_chunk(tiny_models, out):
         # a rounding step at most.
         assert wav.shape == flac.shape
         np.testing.assert_allclose(flac, wav, atol=2, rtol=0)
+
+
+def test_two_decoding_threads_write_what_one_writes(tiny_models, out, tmp_path, monkeypatch):
+    model, codec = tiny_models
+    monkeypatch.setattr(render_module, "DECODE_TOGETHER_FRAMES", 1)  # each take handed over alone: both threads busy
+    written = {}
+    for threads in (1, 2):
+        shutil.copytree(out / STORE_DIR, tmp_path / str(threads) / STORE_DIR)  # the takes, not the chapters
+        engine = EngineOptions(retries=0, keep_runaways=True, decode_threads=threads)
+        options = RenderOptions(voice=resolve_voice("en", str(model), str(codec)), out=tmp_path / str(threads),
+                                engine=engine, progress=False)
+        report = render_book(read_book(BOOK), options)
+        assert report.reused == report.chunks == 9 and report.decode_fill > 0
+        written[threads] = {p.name: soundfile.read(p)[0] for p in report.written}
+    assert written[1].keys() == written[2].keys() and len(written[1]) == 2
+    assert all(np.array_equal(written[1][name], written[2][name]) for name in written[1])
 
 
 def ffprobe(path: Path) -> dict:

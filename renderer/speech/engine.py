@@ -67,6 +67,11 @@ class EngineOptions:
     sampler: str = "codes"
     # The codec's decoder under torch.compile (Codec): a run's decode setting travels with its engine's.
     compile_codec: bool = False
+    # Threads decoding at once on each GPU, sharing its codec, each on a CUDA stream of its own: one
+    # batch's host work (about 25 ms a batch on an H200: tokens in, ~1,300 kernel launches, audio
+    # out) overlaps another's kernels. 1 with a compiled codec (torch.compile is not thread-safe).
+    # Not yet measured on a GPU: 1 until it is.
+    decode_threads: int = 1
     # Each engine, with its vLLM frontend, in a process of its own (renderer/speech/frontends.py):
     # stepped in turn from this process, each engine waits for the others' outputs to refill its
     # slots. None: where several engines run on a GPU. On an H200, 3 engines: 694x against 612x, their
