@@ -12,7 +12,8 @@ the first time and then again: what tuning or compiling costs for each new shape
 batch of short takes costs against one of long takes, frame for frame.
 
 --mixed N decodes N takes of the bench book's lengths (1.5 to 12 s, shuffled) as the render hands them
-over: each hand-over one batch padded to 2 s, as before 2026-12-01, and now, batched by length.
+over: each hand-over one batch padded to 2 s, as before 2026-12-01, and now, batched by length (with
+--threads N, also on N threads at once).
 
 Also reports how far bf16 output is from fp32 output for the same codes (signal-to-error ratio, dB).
 Appends rows to bench/results/codec.json and rewrites bench/results/codec.md.
@@ -114,9 +115,12 @@ def book_lengths(count: int, rng) -> list[int]:
     return rng.permutation(np.resize([math.ceil(c.seconds * FRAMES_PER_SECOND) for c in chunks], count)).tolist()
 
 
-def mixed(codec, rng, count: int) -> list[dict]:
-    """`count` takes of the book's lengths, decoded in the render's hand-overs, the old way and now:
-    a row each, after one pass of both to warm up."""
+def mixed(codec, rng, count: int, threads: int = 1) -> list[dict]:
+    """`count` takes of the book's lengths, decoded in the render's hand-overs, the old way and now
+    (and with `threads` > 1, now on that many threads at once, as EngineOptions.decode_threads): a row
+    each, after one pass of each to warm up."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import torch
 
     from renderer.render import DECODE_TOGETHER_FRAMES
@@ -141,8 +145,16 @@ def mixed(codec, rng, count: int) -> list[dict]:
         finally:
             codec_module.PAD_FRAMES = kept
 
-    ways = {"as they came": (as_they_came, handovers(AS_THEY_CAME_FRAMES)),
-            "by length": (codec.decode, handovers(DECODE_TOGETHER_FRAMES))}
+    pool = ThreadPoolExecutor(max_workers=threads)
+
+    def one_by_one(decode):
+        return lambda given: [decode(batch) for batch in given]
+
+    ways = {"as they came": (one_by_one(as_they_came), handovers(AS_THEY_CAME_FRAMES)),
+            "by length": (one_by_one(codec.decode), handovers(DECODE_TOGETHER_FRAMES))}
+    if threads > 1:
+        ways[f"by length, {threads} threads"] = (lambda given: list(pool.map(codec.decode, given)),
+                                                 handovers(DECODE_TOGETHER_FRAMES))
     rows = []
     for timed in (False, True):
         for how, (decode, given) in ways.items():
@@ -150,14 +162,14 @@ def mixed(codec, rng, count: int) -> list[dict]:
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             begun = time.perf_counter()
-            for batch in given:
-                decode(batch)
+            decode(given)
             seconds = time.perf_counter() - begun
             fill = (codec.frames - before[0]) / (codec.padded - before[1])
             if timed:
                 rows.append({"batch": f"{count} takes of the book's lengths, {how}, fill {fill:.2f}",
                              "ms_per_batch": round(1000 * seconds / len(given), 1),
                              "x_realtime": round(sum(lengths) / FRAMES_PER_SECOND / seconds)})
+    pool.shutdown()
     return rows
 
 
@@ -170,6 +182,7 @@ def main() -> None:
     parser.add_argument("--new-shapes", action="store_true", help="batches of 24 new shapes, as a render's come")
     parser.add_argument("--mixed", type=int, default=0, metavar="N",
                         help="N takes of the bench book's lengths, in the render's hand-overs: the old way and now")
+    parser.add_argument("--threads", type=int, default=1, help="with --mixed: also decode by length on this many threads")
     parser.add_argument("--shapes", default="", metavar="RxF,...", help="batches of R takes of F frames each")
     parser.add_argument("--profile", action="store_true", help="print where one bf16 batch of 16 spends its GPU time")
     parser.add_argument("--channels-last", action="store_true", help="with --profile: the channels-last decoder")
@@ -199,7 +212,7 @@ def main() -> None:
             rows += [{**case_columns, **row} for row in new_shapes(codec, rng)]
             print(rows[-2:], flush=True)
         if args.mixed:
-            rows += [{**case_columns, **row} for row in mixed(codec, rng, args.mixed)]
+            rows += [{**case_columns, **row} for row in mixed(codec, rng, args.mixed, args.threads)]
             print(rows[-2:], flush=True)
         if args.shapes:
             rows += [{**case_columns, **row} for row in shapes(codec, rng, args.shapes, args.repeat)]

@@ -73,3 +73,22 @@ def test_data_parallel_starts_an_engine_on_each_gpu(full_models, monkeypatch):
         engine.close()
     assert sorted(t.chunk.index for t in takes) == list(range(8))
     assert all(t.codes.shape[0] == 4 and 0 < t.codes.shape[1] <= 13 for t in takes)  # 1 s: 13 frames at most
+
+
+def test_decoding_threads_on_streams_of_their_own_match_one_thread(full_models):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from renderer.codec import load_codec
+
+    codec = load_codec(str(full_models / "codec.nemo"))
+    rng = np.random.default_rng(0)
+    batches = [[rng.integers(0, 4032, size=(4, n)) for n in rng.integers(19, 151, size=12)] for _ in range(6)]
+    alone = [codec.decode(batch) for batch in batches]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        together = list(pool.map(codec.decode, batches))
+    assert codec.threads >= 2  # this thread on the default stream, the pool's on streams of their own
+    for mine, want in zip(together, alone, strict=True):
+        for a, w in zip(mine, want, strict=True):
+            np.testing.assert_allclose(a, w, atol=1e-3)  # bf16; the same kernels, on another stream
