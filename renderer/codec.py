@@ -240,7 +240,7 @@ class Codec:
         self.frames = self.padded = 0  # frames of takes decoded, and of the padded batches they went in
         self.counting = threading.Lock()  # decode may run on several threads at once
         self.streams = threading.local()  # on a GPU, each decoding thread's own CUDA stream
-        self.threads = 0  # threads that have decoded so far
+        self.threads = 0  # threads that have decoded on the GPU so far
         if compile:  # batch and length vary: one graph with symbolic sizes, not one per shape
             self.decoder = torch.compile(self.decoder, dynamic=True)
             self.least_rows = 2  # torch.compile specializes a size of 1: a lone take would compile again
@@ -302,7 +302,6 @@ class Codec:
             latents = self.model.dequantize(tokens=tokens.to(self.device), tokens_len=lengths.to(self.device))
             audio = self.decoder(latents).float().cpu().numpy()
         return [audio[row, : c.shape[1] * SAMPLES_PER_FRAME].copy() for row, c in enumerate(codes)]
-
 
     def counted_here(self) -> tuple[int, int]:
         """`frames` and `padded`, of what this thread decoded."""
