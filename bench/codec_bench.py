@@ -200,10 +200,12 @@ def main() -> None:
     reference: dict[int, list[np.ndarray]] = {}
     rows = []
     for case in args.cases.split(","):
-        # how: eager, tuned (cuDNN picks conv algorithms), compiled, or nemo; "wide-" before it: channels-last
+        # how: eager, tuned (cuDNN picks conv algorithms), compiled, graphs (CUDA graphs), or nemo; "wide-" before
+        # it: channels-last
         precision, how = case.split(":")
         codec = load_codec(args.codec, precision=precision, tune_convs=how.endswith("tuned"),
-                           compile=how.endswith("compiled"), channels_last=how.startswith("wide-"))
+                           compile=how.endswith("compiled"), channels_last=how.startswith("wide-"),
+                           graphs=how.endswith("graphs"))
         if how == "nemo":
             codec.decoder = nemo_decoder(codec.model.audio_decoder)
         case_columns = {"date": datetime.date.today().isoformat(), "gpu": device_name(), "precision": precision,

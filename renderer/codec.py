@@ -10,7 +10,7 @@ import os
 import sys
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -38,6 +38,12 @@ PAD_FRAMES = 5  # a batch's length is padded to a multiple of this (0.4 s): fewe
 # 16 x 150 at 1,008x. The 25 ms is 360 frames' work. Taken as 25 frames before, the batches of like length came out
 # so small that the book's mix decoded at 713x against 728x as they came, and the render was 360x against 414x.
 BATCH_COST_FRAMES = 360
+# The decoder as CUDA graphs (`graphs`, off until measured): a batch decodes as replays of a graph of
+# GRAPH_ROWS takes, captured once for each padded length up to GRAPH_MOST_FRAMES (longer ones decode eagerly).
+# A batch then costs only its host work outside the decoder: GRAPH_BATCH_COST_FRAMES, a guess, not measured.
+GRAPH_ROWS = 8
+GRAPH_MOST_FRAMES = 2 * 150
+GRAPH_BATCH_COST_FRAMES = 50
 
 
 class CodecError(RendererError):
@@ -176,7 +182,7 @@ def runs_channels_last(compile: bool, on_gpu: bool) -> bool:
 
 
 def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_convs: bool = False,
-               compile: bool = False, channels_last: bool | None = None):
+               compile: bool = False, channels_last: bool | None = None, graphs: bool = False):
     """Load the codec from a local `.nemo` file (restore_from) or a hub id (from_pretrained).
 
     precision: the decoder's weights and activations, "bf16" or "fp32" ("auto": bf16 on a GPU, fp32
@@ -185,8 +191,9 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_
     many shapes, and the tuned decoder ran no faster (bench/README.md). compile: torch.compile the decoder
     (ours, not NeMo's, whose type checks broke the graph) once, with symbolic batch and length, while
     loading: a minute or more. channels_last: the decoder's layers as 2-D convolutions on
-    channels-last tensors (`_plain_decoder`); None: as CHANNELS_LAST says. Returns a `Codec`. Raises CodecError with one line when it
-    cannot be loaded.
+    channels-last tensors (`_plain_decoder`); None: as CHANNELS_LAST says. graphs: on a GPU, and not
+    compiled, the decoder as CUDA graphs (`_GraphedDecoder`). Returns a `Codec`. Raises CodecError with
+    one line when it cannot be loaded.
     """
     import torch
 
@@ -217,14 +224,14 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_
     model = model.eval()
     if precision == "bf16":
         model = model.to(torch.bfloat16)  # NeMo's decode casts the dequantized codes to the model's dtype
-    return Codec(model, device, compile, channels_last)
+    return Codec(model, device, compile, channels_last, graphs)
 
 
 class Codec:
     """A loaded codec. `decode` turns codes into float32 audio at SAMPLE_RATE: NeMo's own
     dequantizer, then our plain copy of its decoder (`_plain_decoder`)."""
 
-    def __init__(self, model, device: str, compile: bool = False, channels_last: bool = False):
+    def __init__(self, model, device: str, compile: bool = False, channels_last: bool = False, graphs: bool = False):
         import torch
 
         self.model = model
@@ -241,6 +248,10 @@ class Codec:
         self.counting = threading.Lock()  # decode may run on several threads at once
         self.streams = threading.local()  # on a GPU, each decoding thread's own CUDA stream
         self.threads = 0  # threads that have decoded on the GPU so far
+        self.graphed = graphs and device.startswith("cuda") and not compile
+        self.batch_cost = GRAPH_BATCH_COST_FRAMES if self.graphed else BATCH_COST_FRAMES
+        if self.graphed:
+            self.decoder = _GraphedDecoder(self.decoder)
         if compile:  # batch and length vary: one graph with symbolic sizes, not one per shape
             self.decoder = torch.compile(self.decoder, dynamic=True)
             self.least_rows = 2  # torch.compile specializes a size of 1: a lone take would compile again
@@ -259,7 +270,9 @@ class Codec:
 
         out = [np.zeros(0, dtype=np.float32) if c.shape[1] == 0 else None for c in codes]
         todo = [i for i, audio in enumerate(out) if audio is None]
-        batches = deque([todo[k] for k in batch] for batch in batches_by_frames([codes[i].shape[1] for i in todo]))
+        lengths = [codes[i].shape[1] for i in todo]
+        batches = deque([todo[k] for k in batch] for batch in batches_by_frames(lengths, cost=self.batch_cost,
+                                                                                   rows_for=self.rows_for))
         while batches:
             part = batches.popleft()
             if len(part) > self.most_rows:
@@ -284,7 +297,7 @@ class Codec:
         import torch
 
         longest = padded_frames(max(c.shape[1] for c in codes))  # causal: padding at the end is inert
-        rows = max(len(codes), self.least_rows)
+        rows = self.rows_for(len(codes), longest)
         frames, padded = sum(c.shape[1] for c in codes), rows * longest
         with self.counting:
             self.frames += frames
@@ -302,6 +315,14 @@ class Codec:
             latents = self.model.dequantize(tokens=tokens.to(self.device), tokens_len=lengths.to(self.device))
             audio = self.decoder(latents).float().cpu().numpy()
         return [audio[row, : c.shape[1] * SAMPLES_PER_FRAME].copy() for row, c in enumerate(codes)]
+
+    def rows_for(self, takes: int, frames: int) -> int:
+        """The rows a batch of `takes` padded to `frames` is decoded in: at least `least_rows`, and
+        with graphs, a multiple of GRAPH_ROWS (empty rows are work too)."""
+        rows = max(takes, self.least_rows)
+        if self.graphed and frames <= GRAPH_MOST_FRAMES:
+            rows = -(-rows // GRAPH_ROWS) * GRAPH_ROWS
+        return rows
 
     def counted_here(self) -> tuple[int, int]:
         """`frames` and `padded`, of what this thread decoded."""
@@ -323,29 +344,81 @@ class Codec:
         return nullcontext() if self.streams.stream is None else torch.cuda.stream(self.streams.stream)
 
 
+class _GraphedDecoder:
+    """The decoder as CUDA graphs, one for each padded length, each decoding GRAPH_ROWS takes. A batch of
+    a multiple of GRAPH_ROWS takes of a length seen before is decoded as replays of that length's graph:
+    one launch where the eager decoder makes about 1,300. The first batch of a length decodes eagerly,
+    then that length's graph is captured (after one eager warm-up of its shape, on a side stream).
+
+    The graphs share one memory pool, so one graph's replay may overwrite what another left in it: each
+    replay's input is copied in just before it, and its output copied out just after, on one thread."""
+
+    def __init__(self, decoder):
+        import torch
+
+        self.decoder = decoder
+        self.pool = torch.cuda.graph_pool_handle()
+        self.graphs: dict[int, tuple] = {}  # padded frames -> (graph, its input, its output)
+
+    def __call__(self, latents):
+        import torch
+
+        rows, _, frames = latents.shape
+        if frames > GRAPH_MOST_FRAMES or rows % GRAPH_ROWS:
+            return self.decoder(latents)
+        if frames not in self.graphs:
+            audio = self.decoder(latents)
+            self.graphs[frames] = self._capture(latents[:GRAPH_ROWS])
+            return audio
+        graph, given, made = self.graphs[frames]
+        audio = torch.empty((rows, made.shape[1]), dtype=made.dtype, device=made.device)
+        for start in range(0, rows, GRAPH_ROWS):
+            given.copy_(latents[start:start + GRAPH_ROWS])
+            graph.replay()
+            audio[start:start + GRAPH_ROWS].copy_(made)
+        return audio
+
+    def _capture(self, example) -> tuple:
+        import torch
+
+        given = example.clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up: cuDNN settles this shape's plans before the capture
+            self.decoder(given)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
+            made = self.decoder(given)
+        return graph, given, made
+
+
 def padded_frames(frames: int) -> int:
     """A batch's length for takes of at most `frames`: the next multiple of PAD_FRAMES."""
     return -(-frames // PAD_FRAMES) * PAD_FRAMES
 
 
-def batches_by_frames(lengths: Sequence[int], budget: int = DECODE_BATCH_FRAMES) -> list[list[int]]:
+def batches_by_frames(lengths: Sequence[int], budget: int = DECODE_BATCH_FRAMES, cost: int = BATCH_COST_FRAMES,
+                      rows_for: Callable[[int, int], int] = lambda takes, frames: takes) -> list[list[int]]:
     """Indices into `lengths` (frames of each take), in batches of takes of like length, longest first,
     each within `budget` frames (its rows x its padded longest; a longer take is a batch of its own).
 
     Every row costs the decoder its batch's padded longest, so the batches are the split of the
-    takes, by length, that costs least in padded frames plus BATCH_COST_FRAMES a batch. The bench
-    book's takes (1.5 to 12 s) in a shuffled order, batched as they came, spent 30% of it on padding.
+    takes, by length, that costs least in padded frames plus `cost` frames a batch. `rows_for(takes,
+    frames)`: the rows such a batch is decoded in. The bench book's takes (1.5 to 12 s) in a shuffled
+    order, batched as they came, spent 30% of it on padding.
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    cost = [0] + [math.inf] * len(order)  # cost[j]: of the best split of the j longest takes
+    least = [0] + [math.inf] * len(order)  # least[j]: the cost of the best split of the j longest takes
     start = [0] * (len(order) + 1)  # where the last batch of that split starts
     for end in range(1, len(order) + 1):
         for first in range(end - 1, -1, -1):
-            rows, width = end - first, padded_frames(lengths[order[first]])
-            if rows > 1 and rows * width > budget:
+            width = padded_frames(lengths[order[first]])
+            rows = rows_for(end - first, width)
+            if end - first > 1 and rows * width > budget:
                 break
-            if cost[first] + rows * width + BATCH_COST_FRAMES < cost[end]:
-                cost[end], start[end] = cost[first] + rows * width + BATCH_COST_FRAMES, first
+            if least[first] + rows * width + cost < least[end]:
+                least[end], start[end] = least[first] + rows * width + cost, first
     batches, end = [], len(order)
     while end:
         batches.append(order[start[end]:end])

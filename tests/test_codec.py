@@ -2,6 +2,8 @@
 our plain decoder against NeMo's own."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -144,6 +146,41 @@ def test_takes_are_batched_with_takes_of_like_length():
     fill = sum(lengths) / sum(len(batch) * width for batch, width in zip(batches, widths, strict=True))
     least = -(-sum(lengths) // DECODE_BATCH_FRAMES)  # batches, were there no padding at all: 7
     assert fill > 0.9 and len(batches) <= 1.5 * least  # as they came, padded to 2 s: fill 0.56 in 13 batches
+
+
+def test_batches_cost_least_of_all_splits_by_length():
+    import itertools
+
+    def split_cost(batches, lengths, cost, rows_for):
+        return sum(rows_for(len(b), padded_frames(max(lengths[i] for i in b))) * padded_frames(max(lengths[i] for i in b))
+                   + cost for b in batches)
+
+    rng = np.random.default_rng(8)
+    for rows_for in (lambda takes, frames: takes, lambda takes, frames: -(-takes // 4) * 4):  # as eager; as graphs
+        for _ in range(40):
+            lengths = rng.integers(1, 40, size=int(rng.integers(1, 8))).tolist()
+            cost = int(rng.integers(0, 60))
+            batches = batches_by_frames(lengths, budget=100, cost=cost, rows_for=rows_for)
+            order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+            best = math.inf
+            for cuts in itertools.product((False, True), repeat=len(order) - 1):  # every split of the sorted takes
+                split, at = [], 0
+                for k, cut in enumerate((*cuts, True)):
+                    if cut:
+                        split.append(order[at:k + 1])
+                        at = k + 1
+                widths = [padded_frames(max(lengths[i] for i in b)) for b in split]
+                if all(len(b) == 1 or rows_for(len(b), w) * w <= 100 for b, w in zip(split, widths, strict=True)):
+                    best = min(best, split_cost(split, lengths, cost, rows_for))
+            assert split_cost(batches, lengths, cost, rows_for) == best
+
+
+def test_graphs_are_a_gpu_setting(tiny_models, codec):
+    graphed = load_codec(str(tiny_models[1]), device="cpu", graphs=True)
+    assert not graphed.graphed and graphed.rows_for(3, 100) == 3  # on the CPU, the eager decoder as ever
+    rng = np.random.default_rng(9)
+    codes = [rng.integers(0, 4032, size=(4, n)) for n in (7, 12)]
+    assert all(np.array_equal(a, b) for a, b in zip(graphed.decode(codes), codec.decode(codes), strict=True))
 
 
 def test_decoding_counts_the_frames_padded(codec):

@@ -69,9 +69,13 @@ class EngineOptions:
     compile_codec: bool = False
     # Threads decoding at once on each GPU, sharing its codec, each on a CUDA stream of its own: one
     # batch's host work (about 25 ms a batch on an H200: tokens in, ~1,300 kernel launches, audio
-    # out) overlaps another's kernels. 1 with a compiled codec (torch.compile is not thread-safe).
+    # out) overlaps another's kernels. 1 with a compiled or graphed codec.
     # Not yet measured on a GPU: 1 until it is.
     decode_threads: int = 1
+    # The codec's decoder as CUDA graphs on a GPU (Codec, `_GraphedDecoder`): a replay for every 8 takes
+    # instead of ~1,300 launches a batch. Not with compile_codec; one decoding thread. Not yet measured on a
+    # GPU: off until it is.
+    codec_graphs: bool = False
     # Each engine, with its vLLM frontend, in a process of its own (renderer/speech/frontends.py):
     # stepped in turn from this process, each engine waits for the others' outputs to refill its
     # slots. None: where several engines run on a GPU. On an H200, 3 engines: 694x against 612x, their
