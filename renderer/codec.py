@@ -340,6 +340,8 @@ class Codec:
             with self.counting:
                 self.threads += 1
                 first = self.threads == 1
+            if not first and self.graphed:  # its graphs share one memory pool: one replay at a time
+                raise CodecError("a codec decoding as CUDA graphs decodes on one thread only")
             self.streams.stream = None if first else torch.cuda.Stream(self.device)
         return nullcontext() if self.streams.stream is None else torch.cuda.stream(self.streams.stream)
 
