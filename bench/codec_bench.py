@@ -214,8 +214,9 @@ def main() -> None:
             rows += [{**case_columns, **row} for row in new_shapes(codec, rng)]
             print(rows[-2:], flush=True)
         if args.mixed:
-            rows += [{**case_columns, **row} for row in mixed(codec, rng, args.mixed, args.threads)]
-            print(rows[-2:], flush=True)
+            made = [{**case_columns, **row} for row in mixed(codec, rng, args.mixed, args.threads)]
+            rows += made
+            print(made, flush=True)
         if args.shapes:
             rows += [{**case_columns, **row} for row in shapes(codec, rng, args.shapes, args.repeat)]
         for size in [] if args.new_shapes or args.mixed or args.shapes else sizes:
