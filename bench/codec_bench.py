@@ -104,6 +104,17 @@ def shapes(codec, rng, given: str, repeat: int) -> list[dict]:
     return out
 
 
+def decode_as_they_came() -> None:
+    """From now on, in this process, decode as before 2026-12-01, to compare on one machine: the render hands
+    over AS_THEY_CAME_FRAMES at a time, and each hand-over is one batch, padded to a multiple of 2 s. Sets the
+    globals that Codec.decode and the render loop read."""
+    from renderer import render
+
+    codec_module.PAD_FRAMES = 25
+    codec_module.batches_by_frames = lambda lengths, **_: [list(range(len(lengths)))]
+    render.DECODE_TOGETHER_FRAMES = AS_THEY_CAME_FRAMES
+
+
 def book_lengths(count: int, rng) -> list[int]:
     """Frames of `count` takes of the bench book's chunks, each at its planned length (as render_bench
     runs them), the book over and over, shuffled: a render's mix of lengths."""

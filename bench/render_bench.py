@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from codec_bench import AS_THEY_CAME_FRAMES  # bench/, beside this script
+from codec_bench import decode_as_they_came  # bench/, beside this script
 from results_table import append_rows, device_name
 from speech_bench import add_engine_process_options
 
@@ -254,10 +254,8 @@ def main() -> None:
     engine_module.ADMIT_TOGETHER = args.admit_together  # read as each engine's stream admits chunks
     if args.order == "longest":
         engine_module.wave_order = lambda chunks, wave: engine_module.longest_first(chunks)
-    if args.decode == "as-they-came":  # the globals read by Codec.decode and the render loop
-        codec_module.PAD_FRAMES = 25
-        codec_module.batches_by_frames = lambda lengths, budget=0: [list(range(len(lengths)))]
-        render.DECODE_TOGETHER_FRAMES = AS_THEY_CAME_FRAMES
+    if args.decode == "as-they-came":
+        decode_as_they_came()
     if args.codec_gib:
         torch.cuda.set_per_process_memory_fraction(args.codec_gib * 2**30 / torch.cuda.get_device_properties(0).total_memory)
     voice = resolve_voice("en", str(args.models / "kani"), str(args.models / "codec.nemo"))

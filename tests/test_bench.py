@@ -140,3 +140,25 @@ def test_session_runs_a_case_under_mps_when_asked(tmp_path):
     assert calls.read_text().splitlines() == [f"-d {pipes} ", f" {pipes} quit"]
     marks = [line.split(" at ")[0] for line in (tmp_path / "r" / "marks").read_text().splitlines()]
     assert marks == ["under MPS on", "under start", "under rc=5", "under MPS off", "after start", "after rc=5"]
+
+
+def test_decoding_as_they_came_is_one_padded_batch_a_hand_over(tiny_models, monkeypatch):
+    import numpy as np
+
+    from renderer import codec as codec_module
+    from renderer import render
+    from renderer.codec import load_codec
+
+    for module, name in ((codec_module, "PAD_FRAMES"), (codec_module, "batches_by_frames"),
+                         (render, "DECODE_TOGETHER_FRAMES")):
+        monkeypatch.setattr(module, name, getattr(module, name))  # put back after the test
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from codec_bench import AS_THEY_CAME_FRAMES, decode_as_they_came
+
+    decode_as_they_came()
+    codec = load_codec(str(tiny_models[1]), device="cpu")
+    rng = np.random.default_rng(0)
+    audio = codec.decode([rng.integers(0, 4032, size=(4, n)) for n in (30, 3, 12)])
+    assert [len(a) for a in audio] == [n * codec_module.SAMPLES_PER_FRAME for n in (30, 3, 12)]
+    assert (codec.frames, codec.padded) == (45, 3 * 50)  # one batch, padded to 4 s
+    assert render.DECODE_TOGETHER_FRAMES == AS_THEY_CAME_FRAMES
