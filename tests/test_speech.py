@@ -112,6 +112,20 @@ def test_engines_by_default_are_as_many_as_the_cards_share_holds(monkeypatch, ca
     assert not EngineOptions(gpu_memory_utilization=share, engine_processes=False).runs_engines_apart()
 
 
+@pytest.mark.parametrize(("card_gib", "share", "threads"), [(8, 0.5, 1), (24, 0.5, 1), (80, 0.5, 2), (141, 0.5, 2),
+                                                           (141, 0.9, 1)])
+def test_decoding_threads_by_default_are_as_many_as_the_codecs_share_holds(monkeypatch, card_gib, share, threads):
+    monkeypatch.setattr(engine_module, "_on_gpu", lambda: True)
+    monkeypatch.setattr(engine_module, "gpu_memory_gib", lambda: card_gib)
+    assert EngineOptions(gpu_memory_utilization=share).decode_threads_on_each_gpu() == threads
+    assert EngineOptions(gpu_memory_utilization=share, decode_threads=3).decode_threads_on_each_gpu() == 3  # as asked
+    # torch.compile and graph capture are not thread-safe: one thread, whatever was asked
+    assert EngineOptions(decode_threads=3, compile_codec=True).decode_threads_on_each_gpu() == 1
+    assert EngineOptions(decode_threads=3, codec_graphs=True).decode_threads_on_each_gpu() == 1
+    monkeypatch.setattr(engine_module, "_on_gpu", lambda: False)
+    assert EngineOptions().decode_threads_on_each_gpu() == 1
+
+
 def test_engines_on_the_cpu_run_in_this_process_unless_told_otherwise():
     assert not EngineOptions(replicas=2).runs_engines_apart()
     assert EngineOptions(engine_processes=True).runs_engines_apart()
@@ -199,20 +213,6 @@ def test_engine_is_reproducible_per_chunk(engine, tiny_models):
     assert _share_of_same_codes(first, again) >= SAME_SEED_SHARE
 
 
-@pytest.mark.slow  # two more engines to start; the GPU benchmark runs replicas for real
-def test_replicas_share_the_chunks_and_make_the_same_takes(engine, tiny_models):
-    """Two engines side by side render what one does: each take follows its own seed."""
-    chunks = _chunks(str(tiny_models[0]), ["First of four.", "Second one.", "Third here.", "And the fourth."])
-    one = {t.chunk.index: t.codes for t in engine.takes(chunks)}
-    pair = SpeechEngine(str(tiny_models[0]), dataclasses.replace(engine.options, replicas=2))
-    try:
-        assert len(pair.llms) == 2
-        two = {t.chunk.index: t.codes for t in pair.takes(chunks)}
-    finally:
-        pair.close()
-    assert _share_of_same_codes(one, two) >= SAME_SEED_SHARE
-
-
 def test_engines_in_their_own_processes_make_the_same_takes_and_stop(engine, tiny_models):
     """engine_processes: each engine and its vLLM frontend run in a spawned process, all started
     together, their engines one after another; the takes come back with the caller's chunks, follow
@@ -270,3 +270,19 @@ def test_engine_processes_end_when_the_render_is_killed(tiny_models):
     while any(map(_running, pids)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(map(_running, pids))
+
+
+@pytest.mark.slow  # two more engines to start; the GPU benchmark runs replicas for real
+def test_replicas_share_the_chunks_and_make_the_same_takes(engine, tiny_models):
+    """Two engines side by side render what one does: each take follows its own seed. Last in this file:
+    closing an in-process engine tears down vLLM's process-wide parallel groups, which the module's shared
+    engine (still open) needs."""
+    chunks = _chunks(str(tiny_models[0]), ["First of four.", "Second one.", "Third here.", "And the fourth."])
+    one = {t.chunk.index: t.codes for t in engine.takes(chunks)}
+    pair = SpeechEngine(str(tiny_models[0]), dataclasses.replace(engine.options, replicas=2))
+    try:
+        assert len(pair.llms) == 2
+        two = {t.chunk.index: t.codes for t in pair.takes(chunks)}
+    finally:
+        pair.close()
+    assert _share_of_same_codes(one, two) >= SAME_SEED_SHARE
