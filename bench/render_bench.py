@@ -231,8 +231,8 @@ def main() -> None:
                         help="processes mastering and writing chapters")
     parser.add_argument("--codec-graphs", action="store_true", help="the codec's decoder as CUDA graphs (Codec)")
     parser.add_argument("--decode-threads", type=int, default=EngineOptions.decode_threads,
-                        help="threads decoding at once on each GPU, each on a CUDA stream of its own (decode_s is "
-                             "summed over them)")
+                        help="threads decoding at once on each GPU, each on a CUDA stream of its own; 0: the "
+                             "renderer's choice (EngineOptions.decode_threads_on_each_gpu; decode_s is summed over them)")
     parser.add_argument("--decode", choices=["by-length", "as-they-came"], default="by-length",
                         help="the codec's batches: of like length (since 2026-12-01), or each hand-over one batch padded "
                              "to 2 s, as before (to compare)")
@@ -312,7 +312,7 @@ def main() -> None:
         "engine_steps": max((done for _, done in report.steps), default=0),  # the longest-stepped engine's
         "peak_gib_by_process": {k: round(v, 2) for k, v in memory.by_process.items()},
         "peak_gib_by_gpu": {k: round(v, 2) for k, v in memory.by_gpu.items()},
-        "order": args.order, "decode": args.decode, "decode_threads": args.decode_threads, "codec_graphs": args.codec_graphs,
+        "order": args.order, "decode": args.decode, "decode_threads": engine.decode_threads_on_each_gpu(), "codec_graphs": args.codec_graphs,
         "chapter_workers": args.chapter_workers, "admit_together": args.admit_together, "cpus": os.cpu_count(),
         # Cores in use by kind of process while the engines generated (engines ready to the last take made).
         "cores_generating": cpu.between(report.marks.get("engines_ready", 0.0), report.marks.get("last_made", 0.0)),

@@ -509,8 +509,7 @@ def _render_here(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec_
     The codecs load on a thread of their own while the engines' processes load their libraries."""
     gpus = options.gpus_to_use()  # more GPUs asked for than there are: said now, before anything loads
     devices = [f"cuda:{k}" for k in range(len(gpus))] if len(gpus) > 1 else ["auto"]
-    # on each device; a compiled or graphed codec on one thread (torch.compile and graph capture are not thread-safe)
-    threads = 1 if options.compile_codec or options.codec_graphs else max(1, options.decode_threads)
+    threads = options.decode_threads_on_each_gpu()
     codecs: queue.SimpleQueue = queue.SimpleQueue()  # those free to decode, each once for each of its threads
 
     def load_codecs() -> None:

@@ -33,6 +33,13 @@ ADMIT_TOGETHER = 8
 # with 128 sequences in a 4.2 GiB share at 129x (an 8 GiB card emulated on an H200: bench/README.md).
 ENGINE_GIB = 4.2
 GPU_REPLICAS = 3  # engines on one GPU by default: on an H100, 1.7x one engine's whole render (bench/README.md)
+# Threads decoding on a large GPU by default. On an H200 the 10-hour book rendered at 512x on 2 threads
+# against 484x on 1 (one run each, one machine): the decode after the last take fell from 23.0 s to 19.8 s
+# (bench/README.md, "Tenth session").
+DECODE_THREADS = 2
+# The codec's share of a GPU's memory each decoding thread needs to count: batches of up to 3,600 frames
+# peaked at 10.1 GiB in the render's process on one thread and 29.1 GiB on two, on an H200.
+DECODE_THREAD_GIB = 16
 DEFAULT_GRAPH_BATCH = 512  # vLLM's largest CUDA-graph batch unless told otherwise
 SEED_BITS = 31  # vLLM takes a signed 32-bit seed
 
@@ -67,14 +74,13 @@ class EngineOptions:
     sampler: str = "codes"
     # The codec's decoder under torch.compile (Codec): a run's decode setting travels with its engine's.
     compile_codec: bool = False
-    # Threads decoding at once on each GPU, sharing its codec, each on a CUDA stream of its own: one
-    # batch's host work (about 25 ms a batch on an H200: tokens in, ~1,300 kernel launches, audio
-    # out) overlaps another's kernels. 1 with a compiled or graphed codec.
-    # Not yet measured on a GPU: 1 until it is.
-    decode_threads: int = 1
+    # Threads decoding at once on each GPU, sharing its codec, each on a CUDA stream of its own. 0: as
+    # decode_threads_on_each_gpu says (2 on a large GPU). 1 with a compiled or graphed codec.
+    decode_threads: int = 0
     # The codec's decoder as CUDA graphs on a GPU (Codec, `_GraphedDecoder`): a replay for every 8 takes
-    # instead of ~1,300 launches a batch. Not with compile_codec; one decoding thread. Not yet measured on a
-    # GPU: off until it is.
+    # instead of ~1,300 launches a batch. Not with compile_codec; one decoding thread. Off: on an H200 it
+    # was no faster (8 x 150 frames 1,010x against 985x eager; the 10-hour book 475x against 484x), because
+    # from 8 takes a batch the eager decoder's time is the GPU's, not its launches (bench/README.md).
     codec_graphs: bool = False
     # Each engine, with its vLLM frontend, in a process of its own (renderer/speech/frontends.py):
     # stepped in turn from this process, each engine waits for the others' outputs to refill its
@@ -96,6 +102,19 @@ class EngineOptions:
         if not _on_gpu():
             return 1
         return max(1, min(GPU_REPLICAS, int(gpu_memory_gib() * self.gpu_memory_utilization / ENGINE_GIB)))
+
+    def decode_threads_on_each_gpu(self) -> int:
+        """`decode_threads`, or where it is 0: on a GPU, as many as the codec's share of its memory holds at
+        DECODE_THREAD_GIB each, 1 to DECODE_THREADS; 1 on the CPU. Always 1 with a compiled or graphed codec
+        (torch.compile and graph capture are not thread-safe)."""
+        if self.compile_codec or self.codec_graphs:
+            return 1
+        if self.decode_threads:
+            return self.decode_threads
+        if not _on_gpu():
+            return 1
+        share = gpu_memory_gib() * (1 - self.gpu_memory_utilization)
+        return max(1, min(DECODE_THREADS, int(share / DECODE_THREAD_GIB)))
 
     def engines_in_all(self) -> int:
         """The engines started: engines_to_start() on each GPU used (one set on the CPU)."""
