@@ -15,6 +15,9 @@ batch of short takes costs against one of long takes, frame for frame.
 over: each hand-over one batch padded to 2 s, as before 2026-12-01, and now, batched by length (with
 --threads N, also on N threads at once).
 
+--work prints what the decoder must compute and write for each frame of audio, by stage: a bound on
+how fast any decoder of this architecture can run (bench/README.md, "Tenth session").
+
 Also reports how far bf16 output is from fp32 output for the same codes (signal-to-error ratio, dB).
 Appends rows to bench/results/codec.json and rewrites bench/results/codec.md.
 """
@@ -48,6 +51,43 @@ def profile_decode(codec, batch: list[np.ndarray]) -> str:
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiler:
         codec.decode(batch)
     return profiler.key_averages().table(sort_by="self_device_time_total", row_limit=20, max_name_column_width=60)
+
+
+def work_by_stage(codec, frames: int = FRAMES) -> dict[int, list]:
+    """The plain decoder's arithmetic and tensor traffic for one take, per frame of audio, by stage (keyed
+    by the stage's samples a frame): [GFLOP, elements written, convolutions, channels]. Each convolution's
+    multiply-adds are counted from its shapes (2 FLOPs each); every layer's output is counted as written.
+    Runs anywhere: the counts do not depend on the device."""
+    stages: dict[int, list] = {}
+
+    def count(module, inputs, out):
+        x, name = inputs[0], type(module).__name__
+        stage = stages.setdefault(out.shape[-1] // frames, [0.0, 0.0, 0, out.shape[1]])
+        stage[1] += out.numel() / frames
+        if name in ("Conv", "UpSample"):  # a weight holds a multiply-add for each position it is applied at
+            positions = out.shape[-1] if name == "Conv" else x.shape[-1]
+            stage[0] += 2 * module.weight.numel() * x.shape[0] * positions / frames / 1e9
+            stage[2] += 1
+
+    hooks = [m.register_forward_hook(count) for m in codec.decoder.modules()
+             if type(m).__name__ in ("Conv", "UpSample", "Activation")]
+    try:
+        codec.decode([np.zeros((NUM_CODEBOOKS, frames), np.int64)])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return stages
+
+
+def work_table(stages: dict[int, list]) -> str:
+    """work_by_stage as a Markdown table, with the whole decoder's sums last."""
+    lines = ["| samples a frame | channels | convolutions | GFLOP a frame | MB written a frame (bf16) |",
+             "|---|---|---|---|---|"]
+    for samples, (gflop, written, convs, channels) in sorted(stages.items()):
+        lines.append(f"| {samples} | {channels} | {convs} | {gflop:.3f} | {2 * written / 1e6:.2f} |")
+    gflop, written, convs = (sum(stage[k] for stage in stages.values()) for k in range(3))
+    lines.append(f"| all | | {convs} | {gflop:.3f} | {2 * written / 1e6:.2f} |")
+    return "\n".join(lines)
 
 
 def nemo_decoder(module):
@@ -197,6 +237,8 @@ def main() -> None:
     parser.add_argument("--shapes", default="", metavar="RxF,...", help="batches of R takes of F frames each")
     parser.add_argument("--profile", action="store_true", help="print where one bf16 batch of 16 spends its GPU time")
     parser.add_argument("--channels-last", action="store_true", help="with --profile: the channels-last decoder")
+    parser.add_argument("--work", action="store_true",
+                        help="print the decoder's FLOPs and bytes written per frame, by stage (any device)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     import torch
@@ -205,6 +247,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     sizes = [int(b) for b in args.batches.split(",")]
     takes = [rng.integers(0, CODEBOOK_SIZE, (NUM_CODEBOOKS, FRAMES)) for _ in range(max(sizes))]
+    if args.work:
+        print(work_table(work_by_stage(load_codec(args.codec))))
+        return
     if args.profile:
         print(profile_decode(load_codec(args.codec, precision="bf16", channels_last=args.channels_last), takes[:16]))
         return

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 
@@ -162,3 +164,22 @@ def test_decoding_as_they_came_is_one_padded_batch_a_hand_over(tiny_models, monk
     assert [len(a) for a in audio] == [n * codec_module.SAMPLES_PER_FRAME for n in (30, 3, 12)]
     assert (codec.frames, codec.padded) == (45, 3 * 50)  # one batch, padded to 4 s
     assert render.DECODE_TOGETHER_FRAMES == AS_THEY_CAME_FRAMES
+
+
+def test_the_decoders_counted_work_is_what_torch_counts(tiny_models, monkeypatch):
+    import numpy as np
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from renderer.codec import load_codec
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from codec_bench import work_by_stage, work_table
+
+    codec = load_codec(str(tiny_models[1]), device="cpu")
+    stages = work_by_stage(codec, frames=20)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        codec.decode([np.zeros((4, 20), np.int64)])
+    assert sum(stage[0] for stage in stages.values()) * 1e9 * 20 == pytest.approx(counter.get_total_flops(), rel=1e-9)
+    assert max(stages) == 1764  # the last stage writes the audio's samples
+    assert work_table(stages).splitlines()[-1].startswith("| all | | ")
