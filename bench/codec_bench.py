@@ -102,6 +102,17 @@ def nemo_decoder(module):
     return decode
 
 
+def load_case(path: str, case: str):
+    """The codec as a case names it, PRECISION:HOW. HOW: eager, tuned (cuDNN picks conv algorithms), compiled,
+    graphs (CUDA graphs), or nemo (NeMo's own decoder module); "wide-" before it: channels-last."""
+    precision, how = case.split(":")
+    codec = load_codec(path, precision=precision, tune_convs=how.endswith("tuned"), compile=how.endswith("compiled"),
+                       channels_last=how.startswith("wide-"), graphs=how.endswith("graphs"))
+    if how == "nemo":
+        codec.decoder = nemo_decoder(codec.model.audio_decoder)
+    return codec
+
+
 def new_shapes(codec, rng) -> list[dict]:
     """Each of NEW_SHAPES decoded once (the first call of each shape), then all again: a row each."""
     import torch
@@ -229,18 +240,24 @@ def main() -> None:
     parser.add_argument("--codec", required=True)
     parser.add_argument("--batches", default="16,64")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--cases", default="fp32:eager,fp32:nemo,bf16:nemo,bf16:eager,bf16:tuned,bf16:compiled")
+    parser.add_argument("--cases", default=None, help="PRECISION:HOW,... (load_case; default: "
+                        "fp32:eager,fp32:nemo,bf16:nemo,bf16:eager,bf16:tuned,bf16:compiled)")
     parser.add_argument("--new-shapes", action="store_true", help="batches of 24 new shapes, as a render's come")
     parser.add_argument("--mixed", type=int, default=0, metavar="N",
                         help="N takes of the bench book's lengths, in the render's hand-overs: the old way and now")
     parser.add_argument("--threads", type=int, default=1, help="with --mixed: also decode by length on this many threads")
     parser.add_argument("--shapes", default="", metavar="RxF,...", help="batches of R takes of F frames each")
-    parser.add_argument("--profile", action="store_true", help="print where one bf16 batch of 16 spends its GPU time")
-    parser.add_argument("--channels-last", action="store_true", help="with --profile: the channels-last decoder")
+    parser.add_argument("--profile", action="store_true",
+                        help="print where one batch spends its GPU time: the first of --shapes (16x150 if none), for "
+                             "each of --cases (bf16:eager if none)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="with --profile and no --cases: the channels-last decoder (bf16:wide-eager)")
     parser.add_argument("--work", action="store_true",
                         help="print the decoder's FLOPs and bytes written per frame, by stage (any device)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
+    args.cases_given = args.cases is not None
+    args.cases = args.cases or "fp32:eager,fp32:nemo,bf16:nemo,bf16:eager,bf16:tuned,bf16:compiled"
     import torch
 
     gpu = torch.cuda.is_available()
@@ -250,20 +267,17 @@ def main() -> None:
     if args.work:
         print(work_table(work_by_stage(load_codec(args.codec))))
         return
-    if args.profile:
-        print(profile_decode(load_codec(args.codec, precision="bf16", channels_last=args.channels_last), takes[:16]))
+    if args.profile:  # each case's profile of one batch: the first of --shapes, or 16 twelve-second takes
+        size, frames = (int(n) for n in (args.shapes.split(",")[0] if args.shapes else f"16x{FRAMES}").split("x"))
+        batch = [rng.integers(0, CODEBOOK_SIZE, (NUM_CODEBOOKS, frames)) for _ in range(size)]
+        for case in args.cases.split(",") if args.cases_given else [f"bf16:{'wide-' if args.channels_last else ''}eager"]:
+            print(f"## {case}, {size} x {frames} frames\n{profile_decode(load_case(args.codec, case), batch)}", flush=True)
         return
     reference: dict[int, list[np.ndarray]] = {}
     rows = []
     for case in args.cases.split(","):
-        # how: eager, tuned (cuDNN picks conv algorithms), compiled, graphs (CUDA graphs), or nemo; "wide-" before
-        # it: channels-last
         precision, how = case.split(":")
-        codec = load_codec(args.codec, precision=precision, tune_convs=how.endswith("tuned"),
-                           compile=how.endswith("compiled"), channels_last=how.startswith("wide-"),
-                           graphs=how.endswith("graphs"))
-        if how == "nemo":
-            codec.decoder = nemo_decoder(codec.model.audio_decoder)
+        codec = load_case(args.codec, case)
         case_columns = {"date": datetime.date.today().isoformat(), "gpu": device_name(), "precision": precision,
                         "how": how}
         if args.new_shapes:

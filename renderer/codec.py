@@ -35,12 +35,13 @@ CHANNELS_LAST: bool | None = None
 PAD_FRAMES = 5  # a batch's length is padded to a multiple of this (0.4 s): fewer shapes to compile or tune for
 # One more decode batch's own cost, in frames' work. Measured on an H200 (bf16, eager; bench/README.md, "Ninth
 # session"): a batch costs about 25 ms plus 0.069 ms a padded frame, so 1 x 150 frames ran at 319x real time and
-# 16 x 150 at 1,008x. The 25 ms is 360 frames' work. Taken as 25 frames before, the batches of like length came out
-# so small that the book's mix decoded at 713x against 728x as they came, and the render was 360x against 414x.
+# 16 x 150 at 1,008x. The 25 ms is 360 frames' work, and the GPU's own: graphed, a batch of 8 took what it took
+# eagerly ("Tenth session"). Taken as 25 frames before, the batches of like length came out so small that the
+# book's mix decoded at 713x against 728x as they came; at 360, 924x against 739x, and the render 484x against 451x.
 BATCH_COST_FRAMES = 360
-# The decoder as CUDA graphs (`graphs`, off until measured): a batch decodes as replays of a graph of
-# GRAPH_ROWS takes, captured once for each padded length up to GRAPH_MOST_FRAMES (longer ones decode eagerly).
-# A batch then costs only its host work outside the decoder: GRAPH_BATCH_COST_FRAMES, a guess, not measured.
+# The decoder as CUDA graphs (`graphs`, off: on an H200 no faster, bench/README.md, "Tenth session"): a batch
+# decodes as replays of a graph of GRAPH_ROWS takes, captured once for each padded length up to GRAPH_MOST_FRAMES
+# (longer ones decode eagerly). GRAPH_BATCH_COST_FRAMES, the host work outside the decoder, is a guess.
 GRAPH_ROWS = 8
 GRAPH_MOST_FRAMES = 2 * 150
 GRAPH_BATCH_COST_FRAMES = 50
