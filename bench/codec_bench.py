@@ -16,7 +16,9 @@ over: each hand-over one batch padded to 2 s, as before 2026-12-01, and now, bat
 --threads N, also on N threads at once).
 
 --work prints what the decoder must compute and write for each frame of audio, by stage: a bound on
-how fast any decoder of this architecture can run (bench/README.md, "Tenth session").
+how fast any decoder of this architecture can run (bench/README.md, "Tenth session"). --stage-times 16x150
+times each step of the eager decoder alone on such a batch, with the TFLOPS and GB/s that step attains:
+which stages a faster kernel must take on.
 
 Also reports how far bf16 output is from fp32 output for the same codes (signal-to-error ratio, dB).
 Appends rows to bench/results/codec.json and rewrites bench/results/codec.md.
@@ -53,30 +55,85 @@ def profile_decode(codec, batch: list[np.ndarray]) -> str:
     return profiler.key_averages().table(sort_by="self_device_time_total", row_limit=20, max_name_column_width=60)
 
 
-def work_by_stage(codec, frames: int = FRAMES) -> dict[int, list]:
-    """The plain decoder's arithmetic and tensor traffic for one take, per frame of audio, by stage (keyed
-    by the stage's samples a frame): [GFLOP, elements written, convolutions, channels]. Each convolution's
-    multiply-adds are counted from its shapes (2 FLOPs each); every layer's output is counted as written.
-    Runs anywhere: the counts do not depend on the device."""
-    stages: dict[int, list] = {}
+def counting_work(decoder, frames: int, key) -> tuple[dict, list]:
+    """Forward hooks on the plain decoder's layers that add up, per frame of the `frames` decoded (all
+    rows), what each computes and writes, by key(layer output): [GFLOP, elements written, convolutions,
+    channels]. A convolution's multiply-adds are counted from its shapes (2 FLOPs each); every layer's
+    output is counted as written. Returns the totals and the hooks (remove them when done)."""
+    work: dict = {}
 
     def count(module, inputs, out):
         x, name = inputs[0], type(module).__name__
-        stage = stages.setdefault(out.shape[-1] // frames, [0.0, 0.0, 0, out.shape[1]])
-        stage[1] += out.numel() / frames
+        sums = work.setdefault(key(out), [0.0, 0.0, 0, out.shape[1]])
+        sums[1] += out.numel() / frames
         if name in ("Conv", "UpSample"):  # a weight holds a multiply-add for each position it is applied at
             positions = out.shape[-1] if name == "Conv" else x.shape[-1]
-            stage[0] += 2 * module.weight.numel() * x.shape[0] * positions / frames / 1e9
-            stage[2] += 1
+            sums[0] += 2 * module.weight.numel() * x.shape[0] * positions / frames / 1e9
+            sums[2] += 1
 
-    hooks = [m.register_forward_hook(count) for m in codec.decoder.modules()
+    hooks = [m.register_forward_hook(count) for m in decoder.modules()
              if type(m).__name__ in ("Conv", "UpSample", "Activation")]
+    return work, hooks
+
+
+def work_by_stage(codec, frames: int = FRAMES) -> dict[int, list]:
+    """The plain decoder's arithmetic and tensor traffic for one take, per frame of audio, by stage (keyed
+    by the stage's samples a frame): counting_work's sums. Runs anywhere: the counts do not depend on the
+    device."""
+    work, hooks = counting_work(codec.decoder, frames, lambda out: out.shape[-1] // frames)
     try:
         codec.decode([np.zeros((NUM_CODEBOOKS, frames), np.int64)])
     finally:
         for hook in hooks:
             hook.remove()
-    return stages
+    return work
+
+
+def stage_times(codec, rows: int, frames: int, repeat: int) -> list[dict]:
+    """Each step of the plain decoder timed on its own (the median of `repeat`, after a warm-up), for one
+    batch of `rows` takes of `frames`: the dequantizer, the first convolution, each upsampling stage, the
+    last convolution. Beside each, what it computes and writes (counting_work) and so what it attains.
+    On a GPU each step is timed between synchronizations: its own kernels, none overlapped."""
+    import torch
+
+    gpu = codec.device.startswith("cuda")
+    tokens = torch.as_tensor(np.random.default_rng(0).integers(0, CODEBOOK_SIZE, (rows, NUM_CODEBOOKS, frames)))
+    lengths = torch.full((rows,), frames)
+    decoder = codec.decoder
+    steps = [("dequantize", lambda _: codec.model.dequantize(tokens=tokens.to(codec.device),
+                                                             tokens_len=lengths.to(codec.device))),
+             ("first convolution", lambda x: decoder.pre(decoder.enter(x)))]
+    steps += [(f"stage {k + 1}", lambda x, k=k: decoder.stage(x, k)) for k in range(len(decoder.stages))]
+    steps += [("last convolution", decoder.leave)]
+    current = [""]
+    work, hooks = counting_work(decoder, rows * frames, lambda out: current[0])
+    out, x = [], None
+    try:
+        with torch.inference_mode():
+            for name, step in steps:
+                current[0] = name
+                times = []
+                for _ in range(repeat + 1):
+                    if gpu:
+                        torch.cuda.synchronize()
+                    begun = time.perf_counter()
+                    made = step(x)
+                    if gpu:
+                        torch.cuda.synchronize()
+                    times.append(time.perf_counter() - begun)
+                x, seconds = made, float(np.median(times[1:]))
+                gflop, written = (sums / (repeat + 1) for sums in work.get(name, [0.0, 0.0])[:2])
+                out.append({"step": name, "ms": round(1000 * seconds, 2),
+                            "gflop_per_frame": float(f"{gflop:.4g}"), "mb_written_per_frame": float(f"{2 * written / 1e6:.4g}"),
+                            "tflops": round(gflop * rows * frames / seconds / 1e3, 1),
+                            "gb_per_s_written": round(2 * written * rows * frames / seconds / 1e9, 1)})
+    finally:
+        for hook in hooks:
+            hook.remove()
+    total = sum(row["ms"] for row in out)
+    for row in out:
+        row["share"] = round(row["ms"] / total, 3)
+    return out
 
 
 def work_table(stages: dict[int, list]) -> str:
@@ -252,6 +309,9 @@ def main() -> None:
                              "each of --cases (bf16:eager if none)")
     parser.add_argument("--channels-last", action="store_true",
                         help="with --profile and no --cases: the channels-last decoder (bf16:wide-eager)")
+    parser.add_argument("--stage-times", default="", metavar="RxF",
+                        help="time each step of the decoder on its own for one batch of R takes of F frames, for "
+                             "each of --cases (bf16:eager if none; eager ones only), with its FLOPs and bytes")
     parser.add_argument("--work", action="store_true",
                         help="print the decoder's FLOPs and bytes written per frame, by stage (any device)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
@@ -264,6 +324,14 @@ def main() -> None:
     rng = np.random.default_rng(0)
     sizes = [int(b) for b in args.batches.split(",")]
     takes = [rng.integers(0, CODEBOOK_SIZE, (NUM_CODEBOOKS, FRAMES)) for _ in range(max(sizes))]
+    if args.stage_times:
+        size, frames = (int(n) for n in args.stage_times.split("x"))
+        for case in args.cases.split(",") if args.cases_given else ["bf16:eager"]:
+            if not case.endswith("eager"):
+                parser.error(f"--stage-times: {case} is not eager; a compiled or graphed decoder runs whole")
+            rows = stage_times(load_case(args.codec, case), size, frames, args.repeat)
+            print(f"## {case}, {size} x {frames} frames, each step alone\n" + "\n".join(map(str, rows)), flush=True)
+        return
     if args.work:
         print(work_table(work_by_stage(load_codec(args.codec))))
         return

@@ -164,12 +164,23 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False):
             self.post_act, self.post = Activation(d.post_activation), Conv(d.post_conv)
 
         def forward(self, x):
-            if channels_last:
-                x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
-            x = self.pre(x)
-            for act, up, chains in self.stages:
-                x = up(act(x))
-                x = sum(chain(x) for chain in chains) / len(chains)  # HiFiGANResLayer: the mean of its blocks
+            x = self.pre(self.enter(x))
+            for k in range(len(self.stages)):
+                x = self.stage(x, k)
+            return self.leave(x)
+
+        # forward's steps, also timed one by one (bench/codec_bench.py --stage-times)
+        def enter(self, x):
+            return x.unsqueeze(2).contiguous(memory_format=torch.channels_last) if channels_last else x
+
+        def stage(self, x, k: int):
+            """The k-th upsampling stage: activation, transposed convolution, residual blocks."""
+            act, up, chains = self.stages[k]
+            x = up(act(x))
+            return sum(chain(x) for chain in chains) / len(chains)  # HiFiGANResLayer: the mean of its blocks
+
+        def leave(self, x):
+            """The last activation and convolution, and the output's clamp (or tanh)."""
             x = self.post(self.post_act(x))[:, 0]
             x = x[:, 0] if channels_last else x
             return x.clamp(*self.clamp) if self.clamp else torch.tanh(x)

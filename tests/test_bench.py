@@ -173,7 +173,7 @@ def test_the_decoders_counted_work_is_what_torch_counts(tiny_models, monkeypatch
     from renderer.codec import load_codec
 
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
-    from codec_bench import work_by_stage, work_table
+    from codec_bench import stage_times, work_by_stage, work_table
 
     codec = load_codec(str(tiny_models[1]), device="cpu")
     stages = work_by_stage(codec, frames=20)
@@ -183,3 +183,8 @@ def test_the_decoders_counted_work_is_what_torch_counts(tiny_models, monkeypatch
     assert sum(stage[0] for stage in stages.values()) * 1e9 * 20 == pytest.approx(counter.get_total_flops(), rel=1e-9)
     assert max(stages) == 1764  # the last stage writes the audio's samples
     assert work_table(stages).splitlines()[-1].startswith("| all | | ")
+    steps = stage_times(codec, rows=2, frames=20, repeat=1)  # each step alone, with its share of the same work
+    assert [row["step"] for row in steps] == ["dequantize", "first convolution", *(f"stage {k}" for k in range(1, 6)),
+                                              "last convolution"]
+    assert sum(row["gflop_per_frame"] for row in steps) == pytest.approx(sum(s[0] for s in stages.values()), rel=1e-3)
+    assert sum(row["share"] for row in steps) == pytest.approx(1, abs=0.01)
