@@ -124,7 +124,8 @@ def stage_times(codec, rows: int, frames: int, repeat: int) -> list[dict]:
                 x, seconds = made, float(np.median(times[1:]))
                 gflop, written = (sums / (repeat + 1) for sums in work.get(name, [0.0, 0.0])[:2])
                 out.append({"step": name, "ms": round(1000 * seconds, 2),
-                            "gflop_per_frame": float(f"{gflop:.4g}"), "mb_written_per_frame": float(f"{2 * written / 1e6:.4g}"),
+                            "gflop_per_frame": float(f"{gflop:.4g}"),
+                            "mb_written_per_frame": float(f"{2 * written / 1e6:.4g}"),
                             "tflops": round(gflop * rows * frames / seconds / 1e3, 1),
                             "gb_per_s_written": round(2 * written * rows * frames / seconds / 1e9, 1)})
     finally:
@@ -161,10 +162,11 @@ def nemo_decoder(module):
 
 def load_case(path: str, case: str):
     """The codec as a case names it, PRECISION:HOW. HOW: eager, tuned (cuDNN picks conv algorithms), compiled,
-    graphs (CUDA graphs), or nemo (NeMo's own decoder module); "wide-" before it: channels-last."""
+    graphs (CUDA graphs), fused (the narrower residual units as Triton kernels), or nemo (NeMo's own decoder
+    module); "wide-" before it: channels-last."""
     precision, how = case.split(":")
     codec = load_codec(path, precision=precision, tune_convs=how.endswith("tuned"), compile=how.endswith("compiled"),
-                       channels_last=how.startswith("wide-"), graphs=how.endswith("graphs"))
+                       channels_last=how.startswith("wide-"), graphs=how.endswith("graphs"), fused=how == "fused")
     if how == "nemo":
         codec.decoder = nemo_decoder(codec.model.audio_decoder)
     return codec
@@ -311,7 +313,7 @@ def main() -> None:
                         help="with --profile and no --cases: the channels-last decoder (bf16:wide-eager)")
     parser.add_argument("--stage-times", default="", metavar="RxF",
                         help="time each step of the decoder on its own for one batch of R takes of F frames, for "
-                             "each of --cases (bf16:eager if none; eager ones only), with its FLOPs and bytes")
+                             "each of --cases (bf16:eager if none; eager or fused ones), with its FLOPs and bytes")
     parser.add_argument("--work", action="store_true",
                         help="print the decoder's FLOPs and bytes written per frame, by stage (any device)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
@@ -327,8 +329,8 @@ def main() -> None:
     if args.stage_times:
         size, frames = (int(n) for n in args.stage_times.split("x"))
         for case in args.cases.split(",") if args.cases_given else ["bf16:eager"]:
-            if not case.endswith("eager"):
-                parser.error(f"--stage-times: {case} is not eager; a compiled or graphed decoder runs whole")
+            if not case.endswith(("eager", "fused")):
+                parser.error(f"--stage-times: {case} is neither eager nor fused; compiled or graphed, it runs whole")
             rows = stage_times(load_case(args.codec, case), size, frames, args.repeat)
             print(f"## {case}, {size} x {frames} frames, each step alone\n" + "\n".join(map(str, rows)), flush=True)
         return
@@ -338,8 +340,10 @@ def main() -> None:
     if args.profile:  # each case's profile of one batch: the first of --shapes, or 16 twelve-second takes
         size, frames = (int(n) for n in (args.shapes.split(",")[0] if args.shapes else f"16x{FRAMES}").split("x"))
         batch = [rng.integers(0, CODEBOOK_SIZE, (NUM_CODEBOOKS, frames)) for _ in range(size)]
-        for case in args.cases.split(",") if args.cases_given else [f"bf16:{'wide-' if args.channels_last else ''}eager"]:
-            print(f"## {case}, {size} x {frames} frames\n{profile_decode(load_case(args.codec, case), batch)}", flush=True)
+        cases = args.cases.split(",") if args.cases_given else [f"bf16:{'wide-' if args.channels_last else ''}eager"]
+        for case in cases:
+            table = profile_decode(load_case(args.codec, case), batch)
+            print(f"## {case}, {size} x {frames} frames\n{table}", flush=True)
         return
     reference: dict[int, list[np.ndarray]] = {}
     rows = []

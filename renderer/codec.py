@@ -42,6 +42,9 @@ BATCH_COST_FRAMES = 360
 # The decoder as CUDA graphs (`graphs`, off: on an H200 no faster, bench/README.md, "Tenth session"): a batch
 # decodes as replays of a graph of GRAPH_ROWS takes, captured once for each padded length up to GRAPH_MOST_FRAMES
 # (longer ones decode eagerly). GRAPH_BATCH_COST_FRAMES, the host work outside the decoder, is a guess.
+# The residual units `fused` runs as Triton kernels: those of at most this many channels (the 108-, 54- and
+# 27-channel stages, which write most of the decoder's bytes). Not yet measured on a GPU.
+FUSED_MOST_CHANNELS = 128
 GRAPH_ROWS = 8
 GRAPH_MOST_FRAMES = 2 * 150
 GRAPH_BATCH_COST_FRAMES = 50
@@ -51,7 +54,7 @@ class CodecError(RendererError):
     """The codec could not be loaded: one line for the user."""
 
 
-def _plain_decoder(nemo_decoder, channels_last: bool = False):
+def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = False):
     """NeMo's CausalHiFiGANDecoder as a plain torch module with the same weights (weight norm
     folded in) and the same arithmetic, without NeMo's type checks and length masks, so that
     torch.compile can trace it whole. Every layer is causal, so what the masks zero (samples past a
@@ -62,7 +65,11 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False):
     channels-last, cuDNN's native layout on a GPU, so that no convolution copies its input and output
     between layouts; a causal convolution is then padded on both sides and its right overhang
     dropped (F.pad first, compiled, was no faster: bench/README.md, "Seventh session"). Same weights;
-    the arithmetic differs only in the kernels' order of summation."""
+    the arithmetic differs only in the kernels' order of summation.
+
+    fused: each residual unit of at most FUSED_MOST_CHANNELS channels as two Triton kernels
+    (`codec_kernels.snake_conv`: activation, convolution, bias and residual in one), its activations
+    in float32 where torch's round each op to the decoder's dtype."""
     import torch
     import torch.nn.functional as F
     from nemo.collections.common.parts.utils import ClampActivation, HalfSnake, Snake
@@ -96,6 +103,13 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False):
             self.whole = isinstance(inner, Snake)
             self.slope = getattr(relu, "negative_slope", 0.0)
 
+        def then(self, conv, x, residual=None):
+            """conv(self(x)) (+ residual), as one kernel (`fused` only)."""
+            from renderer.codec_kernels import snake_conv
+
+            alpha, inverse = (None, None) if self.alpha is None else (self.alpha.reshape(-1), self.inverse.reshape(-1))
+            return snake_conv(x, alpha, inverse, self.snake, self.slope, conv.taps, conv.bias, conv.dilation, residual)
+
         def forward(self, x):
             if self.alpha is None:
                 return F.leaky_relu(x, self.slope)
@@ -114,6 +128,8 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False):
             self.weight, self.bias = frozen(conv.weight), frozen(conv.bias)
             self.dilation = conv.dilation[0]
             self.reach = (conv.kernel_size[0] - 1) * self.dilation
+            if fused:  # the weight as the kernel reads it: (taps, out, in)
+                self.taps = torch.nn.Parameter(self.weight.detach().permute(2, 0, 1).contiguous(), requires_grad=False)
 
         def forward(self, x):
             if channels_last:  # padded both sides, the right overhang dropped
@@ -145,6 +161,8 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False):
             self.act_skip, self.conv_skip = Activation(nemo.skip_activation), Conv(nemo.skip_conv)
 
         def forward(self, x):
+            if fused and x.shape[1] <= FUSED_MOST_CHANNELS:
+                return self.act_skip.then(self.conv_skip, self.act_in.then(self.conv_in, x), residual=x)
             return x + self.conv_skip(self.act_skip(self.conv_in(self.act_in(x))))
 
     class Decoder(torch.nn.Module):
@@ -194,7 +212,7 @@ def runs_channels_last(compile: bool, on_gpu: bool) -> bool:
 
 
 def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_convs: bool = False,
-               compile: bool = False, channels_last: bool | None = None, graphs: bool = False):
+               compile: bool = False, channels_last: bool | None = None, graphs: bool = False, fused: bool = False):
     """Load the codec from a local `.nemo` file (restore_from) or a hub id (from_pretrained).
 
     precision: the decoder's weights and activations, "bf16" or "fp32" ("auto": bf16 on a GPU, fp32
@@ -204,8 +222,9 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_
     (ours, not NeMo's, whose type checks broke the graph) once, with symbolic batch and length, while
     loading: a minute or more. channels_last: the decoder's layers as 2-D convolutions on
     channels-last tensors (`_plain_decoder`); None: as CHANNELS_LAST says. graphs: on a GPU, and not
-    compiled, the decoder as CUDA graphs (`_GraphedDecoder`). Returns a `Codec`. Raises CodecError with
-    one line when it cannot be loaded.
+    compiled, the decoder as CUDA graphs (`_GraphedDecoder`). fused: on a GPU, neither compiled nor
+    channels-last, the narrower residual units as Triton kernels (`_plain_decoder`). Returns a `Codec`.
+    Raises CodecError with one line when it cannot be loaded.
     """
     import torch
 
@@ -236,14 +255,15 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_
     model = model.eval()
     if precision == "bf16":
         model = model.to(torch.bfloat16)  # NeMo's decode casts the dequantized codes to the model's dtype
-    return Codec(model, device, compile, channels_last, graphs)
+    return Codec(model, device, compile, channels_last, graphs, fused)
 
 
 class Codec:
     """A loaded codec. `decode` turns codes into float32 audio at SAMPLE_RATE: NeMo's own
     dequantizer, then our plain copy of its decoder (`_plain_decoder`)."""
 
-    def __init__(self, model, device: str, compile: bool = False, channels_last: bool = False, graphs: bool = False):
+    def __init__(self, model, device: str, compile: bool = False, channels_last: bool = False, graphs: bool = False,
+                 fused: bool = False):
         import torch
 
         self.model = model
@@ -253,7 +273,8 @@ class Codec:
                 f"codec runs at {model.sample_rate} Hz, {model.samples_per_frame} samples a frame; "
                 f"KaniTTS needs {SAMPLE_RATE} Hz, {SAMPLES_PER_FRAME}"
             )
-        self.decoder = _plain_decoder(model.audio_decoder, channels_last)
+        self.fused = fused and not compile and not channels_last and _kernels_usable(device)
+        self.decoder = _plain_decoder(model.audio_decoder, channels_last, self.fused)
         self.least_rows = 1
         self.most_rows = sys.maxsize  # takes a batch; halved by decode when the GPU runs out of memory
         self.frames = self.padded = 0  # frames of takes decoded, and of the padded batches they went in
@@ -264,6 +285,8 @@ class Codec:
         self.batch_cost = GRAPH_BATCH_COST_FRAMES if self.graphed else BATCH_COST_FRAMES
         if self.graphed:
             self.decoder = _GraphedDecoder(self.decoder)
+        if self.fused and device.startswith("cuda"):  # Triton compiles each kernel variant now, not on two threads
+            self.decode([np.zeros((NUM_CODEBOOKS, PAD_FRAMES), np.int64)])
         if compile:  # batch and length vary: one graph with symbolic sizes, not one per shape
             self.decoder = torch.compile(self.decoder, dynamic=True)
             self.least_rows = 2  # torch.compile specializes a size of 1: a lone take would compile again
@@ -405,6 +428,17 @@ class _GraphedDecoder:
         with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
             made = self.decoder(given)
         return graph, given, made
+
+
+def _kernels_usable(device: str) -> bool:
+    """Whether codec_kernels can run for a codec on `device` (and Triton is there to import)."""
+    if not (device.startswith("cuda") or os.environ.get("TRITON_INTERPRET") == "1"):
+        return False
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def padded_frames(frames: int) -> int:

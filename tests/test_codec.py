@@ -209,3 +209,54 @@ def test_threads_decoding_at_once_get_each_its_own_audio_and_counts(codec):
         assert counted[0] == sum(len(a) for a in audio) // SAMPLES_PER_FRAME  # this call's frames, not another's
     assert sum(counted[1] for _, counted in together) == codec.padded - totals[1]
     assert codec.frames - totals[0] == 3 * sum(c.shape[1] for batch in batches for c in batch)
+
+
+@pytest.fixture
+def interpreted_kernels(monkeypatch):
+    """renderer.codec_kernels under Triton's interpreter (the CPU's only way to run it), imported afresh so
+    that its kernel is decorated for it; in float32, which the interpreter computes as the GPU would."""
+    import importlib
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    import renderer.codec_kernels as kernels
+
+    return importlib.reload(kernels)
+
+
+def test_the_fused_kernel_is_activation_convolution_bias_and_residual(interpreted_kernels):
+    """snake_conv against the same steps in torch: Snake on the first channels, leaky ReLU on the rest, a
+    causal dilated convolution (zero before the start), its bias, the residual; from a strided input."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    wide = torch.randn(2, 20, 310)
+    x, residual = wide[:, :, 5:305], torch.randn(2, 24, 300)  # x's rows and channels strided, as UpSample's
+    alpha, inverse = torch.rand(10) + 0.5, torch.rand(10) + 0.5
+    weight, bias = torch.randn(24, 20, 3), torch.randn(24)
+    for snake in (10, 0):  # half-snake, then leaky ReLU alone
+        act = torch.cat([x[:, :snake] + inverse[:snake, None] * torch.sin(alpha[:snake, None] * x[:, :snake]) ** 2,
+                         F.leaky_relu(x[:, snake:], 0.1)], dim=1)
+        want = F.conv1d(F.pad(act, (6, 0)), weight, bias, dilation=3) + residual
+        got = interpreted_kernels.snake_conv(x, alpha if snake else None, inverse if snake else None, snake, 0.1,
+                                             weight.permute(2, 0, 1).contiguous(), bias, 3, residual)
+        assert got.shape == want.shape and got.is_contiguous()
+        assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+    unadded = interpreted_kernels.snake_conv(x, None, None, 0, 0.1, weight.permute(2, 0, 1).contiguous(), bias, 3)
+    assert torch.allclose(unadded, want - residual, atol=1e-4, rtol=1e-4)
+
+
+def test_the_fused_decoder_gives_the_plain_decoders_audio(tiny_models, codec, interpreted_kernels, monkeypatch):
+    monkeypatch.setattr(interpreted_kernels, "BLOCK_T", 1024)  # fewer programs: the interpreter runs each in Python
+    fused = load_codec(str(tiny_models[1]), device="cpu", fused=True)
+    assert fused.fused and not load_codec(str(tiny_models[1]), device="cpu", fused=True, compile=False,
+                                          channels_last=True).fused
+    rng = np.random.default_rng(4)
+    codes = [rng.integers(0, 4032, size=(4, 2))]
+    (want,), (got,) = codec.decode(codes), fused.decode(codes)
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() < 1e-5 * max(1.0, float(np.abs(want).max()))
+
+
+def test_fused_kernels_are_a_gpu_setting(tiny_models, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    assert not load_codec(str(tiny_models[1]), device="cpu", fused=True).fused

@@ -82,6 +82,10 @@ class EngineOptions:
     # was no faster (8 x 150 frames 1,010x against 985x eager; the 10-hour book 475x against 484x), because
     # from 8 takes a batch the eager decoder's time is the GPU's, not its launches (bench/README.md).
     codec_graphs: bool = False
+    # The codec's narrower residual units as Triton kernels on a GPU (Codec `fused`, renderer/codec_kernels.py):
+    # activation, convolution, bias and residual in one kernel each. Not with compile_codec. Not yet measured on a
+    # GPU: off until it is.
+    codec_fused: bool = False
     # Each engine, with its vLLM frontend, in a process of its own (renderer/speech/frontends.py):
     # stepped in turn from this process, each engine waits for the others' outputs to refill its
     # slots. None: where several engines run on a GPU. On an H200, 3 engines: 694x against 612x, their

@@ -1,0 +1,93 @@
+"""A Triton kernel for the codec decoder's residual units (`Codec(fused=True)`, off by default).
+
+NeMo's HiFi-GAN residual unit is activation, causal dilated convolution, activation, convolution, add. In
+eager torch each of its two halves is about a dozen kernels: the half-snake's five elementwise ops and
+its `cat`, the padded copy of the convolution's input, cuDNN's layout changes, the convolution, the add.
+The last stages have 27 and 54 channels at 882 and 1,764 samples a frame: too narrow for cuDNN's tiles,
+and most of the decoder's bytes (bench/README.md, "Tenth session"). `snake_conv` does one half in one
+kernel: it reads the input once per tap, applies the activation as it loads (zero before the start: the
+causal padding), multiplies with the tap's weights on the tensor cores, and adds the bias and, for the
+second half, the residual before it writes. Not yet measured on a GPU.
+
+On the CPU it runs only under Triton's interpreter (TRITON_INTERPRET=1, set before this module is
+imported), which the tests use, in float32.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+BLOCK_T = 128  # output samples a program makes
+MOST_BLOCK_C = 64  # channels a program takes in (and makes) at once; more are looped over
+
+
+# Lengths and strides change with every batch: not specialized on (Triton would compile again for each new
+# divisibility by 16, possibly on a second decoding thread).
+@triton.jit(do_not_specialize=["x_batch", "x_chan", "res_batch", "res_chan", "c_in", "c_out", "length", "snake"])
+def _snake_conv_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr, res_ptr, res_batch, res_chan,
+                       y_ptr, c_in, c_out, length, snake, slope,
+                       K: tl.constexpr, DILATION: tl.constexpr, HAS_RESIDUAL: tl.constexpr, IEEE: tl.constexpr,
+                       BLOCK_T: tl.constexpr, BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr):
+    t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    row = tl.program_id(1)
+    co = tl.program_id(2) * BLOCK_CO + tl.arange(0, BLOCK_CO)
+    co_ok = co < c_out
+    # not tl.zeros: a jit function, which Triton's interpreter (the tests) runs only if set before triton's import
+    acc = tl.full((BLOCK_CO, BLOCK_T), 0.0, tl.float32)
+    x_row = x_ptr + row * x_batch
+    for ci0 in range(0, c_in, BLOCK_CI):
+        ci = ci0 + tl.arange(0, BLOCK_CI)
+        ci_ok = ci < c_in
+        is_snake = ci < snake
+        alpha = tl.load(alpha_ptr + ci, mask=is_snake, other=1.0).to(tl.float32)
+        inverse = tl.load(inv_ptr + ci, mask=is_snake, other=0.0).to(tl.float32)
+        for j in tl.static_range(K):
+            # causal: out[t] = sum over taps j of W[:, :, j] x[t - (K - 1 - j) * dilation], zero before the start
+            at = t - (K - 1 - j) * DILATION
+            inside = ci_ok[:, None] & (at[None, :] >= 0) & (at[None, :] < length)
+            x = tl.load(x_row + ci[:, None] * x_chan + at[None, :], mask=inside, other=0.0).to(tl.float32)
+            wave = tl.sin(alpha[:, None] * x)
+            act = tl.where(is_snake[:, None], x + inverse[:, None] * wave * wave, tl.where(x >= 0, x, x * slope))
+            w = tl.load(w_ptr + j * c_out * c_in + co[:, None] * c_in + ci[None, :],
+                        mask=co_ok[:, None] & ci_ok[None, :], other=0.0)
+            if IEEE:
+                acc += tl.dot(w, act.to(w.dtype), input_precision="ieee")
+            else:
+                acc += tl.dot(w, act.to(w.dtype))
+    acc += tl.load(b_ptr + co, mask=co_ok, other=0.0).to(tl.float32)[:, None]
+    written = co_ok[:, None] & (t[None, :] < length)
+    if HAS_RESIDUAL:
+        acc += tl.load(res_ptr + row * res_batch + co[:, None] * res_chan + t[None, :], mask=written,
+                       other=0.0).to(tl.float32)
+    tl.store(y_ptr + row * c_out * length + co[:, None] * length + t[None, :], acc.to(y_ptr.dtype.element_ty),
+             mask=written)
+
+
+def _block(channels: int) -> int:
+    """Channels a program takes at once: a power of two from 16 (tl.dot's least) to MOST_BLOCK_C."""
+    return min(MOST_BLOCK_C, max(16, triton.next_power_of_2(channels)))
+
+
+def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor | None, snake: int, slope: float,
+               weight: torch.Tensor, bias: torch.Tensor, dilation: int, residual: torch.Tensor | None = None):
+    """conv(act(x)) + bias (+ residual): act is Snake (x + inverse sin(alpha x)^2) on the first `snake`
+    channels and leaky ReLU (`slope`) on the rest; conv is causal, of `weight` laid out (taps, out, in), at
+    `dilation`. x: (batch, in, samples), its samples contiguous; the result (batch, out, samples), x's dtype."""
+    rows, c_in, length = x.shape
+    taps, c_out, _ = weight.shape
+    if x.stride(2) != 1:
+        x = x.contiguous()
+    if residual is not None and residual.stride(2) != 1:
+        residual = residual.contiguous()
+    y = torch.empty((rows, c_out, length), dtype=x.dtype, device=x.device)
+    if alpha is None:  # leaky ReLU only: any tensor stands in, none of it is read
+        alpha = inverse = bias
+    res = residual if residual is not None else y
+    block_co = _block(c_out)
+    grid = (triton.cdiv(length, BLOCK_T), rows, triton.cdiv(c_out, block_co))
+    _snake_conv_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, weight, bias, res, res.stride(0),
+                             res.stride(1), y, c_in, c_out, length, snake, float(slope),
+                             K=taps, DILATION=dilation, HAS_RESIDUAL=residual is not None,
+                             IEEE=x.dtype == torch.float32, BLOCK_T=BLOCK_T, BLOCK_CI=_block(c_in), BLOCK_CO=block_co)
+    return y
