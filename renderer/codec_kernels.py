@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra import libdevice
 
 BLOCK_T = 128  # output samples a program makes
 MOST_BLOCK_C = 64  # channels a program takes in (and makes) at once; more are looped over
@@ -28,7 +29,7 @@ MOST_BLOCK_C = 64  # channels a program takes in (and makes) at once; more are l
 def _snake_conv_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr, res_ptr, res_batch, res_chan,
                        y_ptr, c_in, c_out, length, snake, slope,
                        K: tl.constexpr, DILATION: tl.constexpr, HAS_RESIDUAL: tl.constexpr, IEEE: tl.constexpr,
-                       BLOCK_T: tl.constexpr, BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr):
+                       FAST_SIN: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr):
     t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     row = tl.program_id(1)
     co = tl.program_id(2) * BLOCK_CO + tl.arange(0, BLOCK_CO)
@@ -47,7 +48,13 @@ def _snake_conv_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr,
             at = t - (K - 1 - j) * DILATION
             inside = ci_ok[:, None] & (at[None, :] >= 0) & (at[None, :] < length)
             x = tl.load(x_row + ci[:, None] * x_chan + at[None, :], mask=inside, other=0.0).to(tl.float32)
-            wave = tl.sin(alpha[:, None] * x)
+            # each tap activates its window again, so on a GPU the hardware's sine (PTX sin.approx: about 2^-20
+            # off on [-pi, pi], more for larger arguments; tests/test_gpu.py checks the audio), not libdevice's
+            # accurate one of dozens of instructions
+            if FAST_SIN:
+                wave = libdevice.fast_sinf(alpha[:, None] * x)
+            else:
+                wave = tl.sin(alpha[:, None] * x)
             act = tl.where(is_snake[:, None], x + inverse[:, None] * wave * wave, tl.where(x >= 0, x, x * slope))
             w = tl.load(w_ptr + j * c_out * c_in + co[:, None] * c_in + ci[None, :],
                         mask=co_ok[:, None] & ci_ok[None, :], other=0.0)
@@ -69,6 +76,30 @@ def _block(channels: int) -> int:
     return min(MOST_BLOCK_C, max(16, triton.next_power_of_2(channels)))
 
 
+def _variant(dtype: torch.dtype, taps: int, dilation: int, residual: bool, c_in: int, c_out: int,
+             on_gpu: bool) -> tuple[dict, dict]:
+    """The kernel's compile-time arguments for one use, and its launch options. float32 runs unpipelined:
+    pipelined, its 64-channel tiles would need up to 560 KB of shared memory (an H100 has 227 KB)."""
+    constants = {"K": taps, "DILATION": dilation, "HAS_RESIDUAL": residual, "IEEE": dtype == torch.float32,
+                 "FAST_SIN": on_gpu, "BLOCK_T": BLOCK_T, "BLOCK_CI": _block(c_in), "BLOCK_CO": _block(c_out)}
+    return constants, {"num_warps": 4, "num_stages": 1 if dtype == torch.float32 else 3}
+
+
+def compile_for(capability: int, dtype: torch.dtype, taps: int, dilation: int, residual: bool, c_in: int,
+                c_out: int):
+    """The kernel compiled ahead of time for a GPU of this compute capability (90: Hopper) as `snake_conv`
+    would launch it, without a GPU (Triton's own ptxas): for the tests, its compiled form and needs."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    pointer = "*" + {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    constants, options = _variant(dtype, taps, dilation, residual, c_in, c_out, on_gpu=True)
+    signature = {name: "constexpr" if name in constants else pointer if name.endswith("_ptr") else
+                 "fp32" if name == "slope" else "i32" for name in _snake_conv_kernel.arg_names}
+    source = ASTSource(fn=_snake_conv_kernel, signature=signature, constexprs=constants)
+    return triton.compile(source, target=GPUTarget("cuda", capability, 32), options=options)
+
+
 def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor | None, snake: int, slope: float,
                weight: torch.Tensor, bias: torch.Tensor, dilation: int, residual: torch.Tensor | None = None):
     """conv(act(x)) + bias (+ residual): act is Snake (x + inverse sin(alpha x)^2) on the first `snake`
@@ -84,10 +115,8 @@ def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tenso
     if alpha is None:  # leaky ReLU only: any tensor stands in, none of it is read
         alpha = inverse = bias
     res = residual if residual is not None else y
-    block_co = _block(c_out)
-    grid = (triton.cdiv(length, BLOCK_T), rows, triton.cdiv(c_out, block_co))
+    constants, options = _variant(x.dtype, taps, dilation, residual is not None, c_in, c_out, x.is_cuda)
+    grid = (triton.cdiv(length, BLOCK_T), rows, triton.cdiv(c_out, constants["BLOCK_CO"]))
     _snake_conv_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, weight, bias, res, res.stride(0),
-                             res.stride(1), y, c_in, c_out, length, snake, float(slope),
-                             K=taps, DILATION=dilation, HAS_RESIDUAL=residual is not None,
-                             IEEE=x.dtype == torch.float32, BLOCK_T=BLOCK_T, BLOCK_CI=_block(c_in), BLOCK_CO=block_co)
+                             res.stride(1), y, c_in, c_out, length, snake, float(slope), **constants, **options)
     return y
