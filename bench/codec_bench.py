@@ -92,45 +92,50 @@ def work_by_stage(codec, frames: int = FRAMES) -> dict[int, list]:
 def stage_times(codec, rows: int, frames: int, repeat: int) -> list[dict]:
     """Each step of the plain decoder timed on its own (the median of `repeat`, after a warm-up), for one
     batch of `rows` takes of `frames`: the dequantizer, the first convolution, each upsampling stage, the
-    last convolution. Beside each, what it computes and writes (counting_work) and so what it attains.
-    On a GPU each step is timed between synchronizations: its own kernels, none overlapped."""
+    last convolution. Beside each, what it computes and writes (counting_work, on the eager decoder: a
+    fused one's kernels are not layers) and so what it attains. On a GPU each step is timed between
+    synchronizations: its own kernels, none overlapped, and no counting hooks."""
     import torch
 
     gpu = codec.device.startswith("cuda")
     tokens = torch.as_tensor(np.random.default_rng(0).integers(0, CODEBOOK_SIZE, (rows, NUM_CODEBOOKS, frames)))
     lengths = torch.full((rows,), frames)
-    decoder = codec.decoder
-    steps = [("dequantize", lambda _: codec.model.dequantize(tokens=tokens.to(codec.device),
-                                                             tokens_len=lengths.to(codec.device))),
-             ("first convolution", lambda x: decoder.pre(decoder.enter(x)))]
-    steps += [(f"stage {k + 1}", lambda x, k=k: decoder.stage(x, k)) for k in range(len(decoder.stages))]
-    steps += [("last convolution", decoder.leave)]
+
+    def steps(decoder) -> list:
+        return ([("dequantize", lambda _: codec.model.dequantize(tokens=tokens.to(codec.device),
+                                                                 tokens_len=lengths.to(codec.device))),
+                 ("first convolution", lambda x: decoder.pre(decoder.enter(x)))]
+                + [(f"stage {k + 1}", lambda x, k=k: decoder.stage(x, k)) for k in range(len(decoder.stages))]
+                + [("last convolution", decoder.leave)])
+
+    counted = codec_module._plain_decoder(codec.model.audio_decoder) if codec.fused else codec.decoder
     current = [""]
-    work, hooks = counting_work(decoder, rows * frames, lambda out: current[0])
+    work, hooks = counting_work(counted, rows * frames, lambda out: current[0])
     out, x = [], None
-    try:
-        with torch.inference_mode():
-            for name, step in steps:
+    with torch.inference_mode():
+        try:
+            for name, step in steps(counted):
                 current[0] = name
-                times = []
-                for _ in range(repeat + 1):
-                    if gpu:
-                        torch.cuda.synchronize()
-                    begun = time.perf_counter()
-                    made = step(x)
-                    if gpu:
-                        torch.cuda.synchronize()
-                    times.append(time.perf_counter() - begun)
-                x, seconds = made, float(np.median(times[1:]))
-                gflop, written = (sums / (repeat + 1) for sums in work.get(name, [0.0, 0.0])[:2])
-                out.append({"step": name, "ms": round(1000 * seconds, 2),
-                            "gflop_per_frame": float(f"{gflop:.4g}"),
-                            "mb_written_per_frame": float(f"{2 * written / 1e6:.4g}"),
-                            "tflops": round(gflop * rows * frames / seconds / 1e3, 1),
-                            "gb_per_s_written": round(2 * written * rows * frames / seconds / 1e9, 1)})
-    finally:
-        for hook in hooks:
-            hook.remove()
+                x = step(x)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        for name, step in steps(codec.decoder):
+            times = []
+            for _ in range(repeat + 1):
+                if gpu:
+                    torch.cuda.synchronize()
+                begun = time.perf_counter()
+                made = step(x)
+                if gpu:
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter() - begun)
+            x, seconds = made, float(np.median(times[1:]))
+            gflop, written = work.get(name, [0.0, 0.0])[:2]
+            out.append({"step": name, "ms": round(1000 * seconds, 2), "gflop_per_frame": float(f"{gflop:.4g}"),
+                        "mb_written_per_frame": float(f"{2 * written / 1e6:.4g}"),
+                        "tflops": round(gflop * rows * frames / seconds / 1e3, 1),
+                        "gb_per_s_written": round(2 * written * rows * frames / seconds / 1e9, 1)})
     total = sum(row["ms"] for row in out)
     for row in out:
         row["share"] = round(row["ms"] / total, 3)
