@@ -167,11 +167,11 @@ def nemo_decoder(module):
 
 def load_case(path: str, case: str):
     """The codec as a case names it, PRECISION:HOW. HOW: eager, tuned (cuDNN picks conv algorithms), compiled,
-    graphs (CUDA graphs), fused (the narrower residual units as Triton kernels), or nemo (NeMo's own decoder
-    module); "wide-" before it: channels-last."""
+    fused (the narrower residual units as Triton kernels), or nemo (NeMo's own decoder module); "wide-"
+    before it: channels-last."""
     precision, how = case.split(":")
     codec = load_codec(path, precision=precision, tune_convs=how.endswith("tuned"), compile=how.endswith("compiled"),
-                       channels_last=how.startswith("wide-"), graphs=how.endswith("graphs"), fused=how == "fused")
+                       channels_last=how.startswith("wide-"), fused=how == "fused")
     if how == "nemo":
         codec.decoder = nemo_decoder(codec.model.audio_decoder)
     return codec
@@ -335,7 +335,7 @@ def main() -> None:
         size, frames = (int(n) for n in args.stage_times.split("x"))
         for case in args.cases.split(",") if args.cases_given else ["bf16:eager"]:
             if not case.endswith(("eager", "fused")):
-                parser.error(f"--stage-times: {case} is neither eager nor fused; compiled or graphed, it runs whole")
+                parser.error(f"--stage-times: {case} is neither eager nor fused; compiled, it runs whole")
             rows = stage_times(load_case(args.codec, case), size, frames, args.repeat)
             print(f"## {case}, {size} x {frames} frames, each step alone\n" + "\n".join(map(str, rows)), flush=True)
         return

@@ -229,7 +229,6 @@ def main() -> None:
                         help="chunks handed to an engine together once that many slots are free (1: one by one)")
     parser.add_argument("--chapter-workers", type=int, default=render.CHAPTER_WORKERS,
                         help="processes mastering and writing chapters")
-    parser.add_argument("--codec-graphs", action="store_true", help="the codec's decoder as CUDA graphs (Codec)")
     parser.add_argument("--codec-fused", action="store_true",
                         help="the codec's narrower residual units as Triton kernels (Codec fused)")
     parser.add_argument("--decode-threads", type=int, default=EngineOptions.decode_threads,
@@ -266,7 +265,7 @@ def main() -> None:
                            length_margin=1.0, retries=0, keep_runaways=True, sampler=args.sampler, replicas=args.replicas,
                            async_scheduling=args.async_, compile_codec=args.compile_codec,
                            data_parallel=args.data_parallel, engine_processes=args.engine_processes,
-                           engine_core_inline=args.engine_core_inline, decode_threads=args.decode_threads, codec_graphs=args.codec_graphs,
+                           engine_core_inline=args.engine_core_inline, decode_threads=args.decode_threads,
                            codec_fused=args.codec_fused)
     with tempfile.TemporaryDirectory() as out, PeakMemory() as memory, CpuUse() as cpu:
         options = RenderOptions(voice=voice, out=Path(out), fmt="flac", engine=engine, progress=args.progress)
@@ -316,7 +315,7 @@ def main() -> None:
         "peak_gib_by_process": {k: round(v, 2) for k, v in memory.by_process.items()},
         "peak_gib_by_gpu": {k: round(v, 2) for k, v in memory.by_gpu.items()},
         "order": args.order, "decode": args.decode, "decode_threads": engine.decode_threads_on_each_gpu(),
-        "codec_graphs": args.codec_graphs, "codec_fused": args.codec_fused,
+        "codec_fused": args.codec_fused,
         "chapter_workers": args.chapter_workers, "admit_together": args.admit_together, "cpus": os.cpu_count(),
         # Cores in use by kind of process while the engines generated (engines ready to the last take made).
         "cores_generating": cpu.between(report.marks.get("engines_ready", 0.0), report.marks.get("last_made", 0.0)),

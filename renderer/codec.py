@@ -39,15 +39,9 @@ PAD_FRAMES = 5  # a batch's length is padded to a multiple of this (0.4 s): fewe
 # eagerly ("Tenth session"). Taken as 25 frames before, the batches of like length came out so small that the
 # book's mix decoded at 713x against 728x as they came; at 360, 924x against 739x, and the render 484x against 451x.
 BATCH_COST_FRAMES = 360
-# The decoder as CUDA graphs (`graphs`, off: on an H200 no faster, bench/README.md, "Tenth session"): a batch
-# decodes as replays of a graph of GRAPH_ROWS takes, captured once for each padded length up to GRAPH_MOST_FRAMES
-# (longer ones decode eagerly). GRAPH_BATCH_COST_FRAMES, the host work outside the decoder, is a guess.
 # The residual units `fused` runs as Triton kernels: those of at most this many channels (the 108-, 54- and
 # 27-channel stages, which write most of the decoder's bytes). Not yet measured on a GPU.
 FUSED_MOST_CHANNELS = 128
-GRAPH_ROWS = 8
-GRAPH_MOST_FRAMES = 2 * 150
-GRAPH_BATCH_COST_FRAMES = 50
 
 
 class CodecError(RendererError):
@@ -212,7 +206,7 @@ def runs_channels_last(compile: bool, on_gpu: bool) -> bool:
 
 
 def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_convs: bool = False,
-               compile: bool = False, channels_last: bool | None = None, graphs: bool = False, fused: bool = False):
+               compile: bool = False, channels_last: bool | None = None, fused: bool = False):
     """Load the codec from a local `.nemo` file (restore_from) or a hub id (from_pretrained).
 
     precision: the decoder's weights and activations, "bf16" or "fp32" ("auto": bf16 on a GPU, fp32
@@ -221,10 +215,13 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_
     many shapes, and the tuned decoder ran no faster (bench/README.md). compile: torch.compile the decoder
     (ours, not NeMo's, whose type checks broke the graph) once, with symbolic batch and length, while
     loading: a minute or more. channels_last: the decoder's layers as 2-D convolutions on
-    channels-last tensors (`_plain_decoder`); None: as CHANNELS_LAST says. graphs: on a GPU, and not
-    compiled, the decoder as CUDA graphs (`_GraphedDecoder`). fused: on a GPU, neither compiled nor
-    channels-last, the narrower residual units as Triton kernels (`_plain_decoder`). Returns a `Codec`.
-    Raises CodecError with one line when it cannot be loaded.
+    channels-last tensors (`_plain_decoder`); None: as CHANNELS_LAST says. fused: on a GPU, neither
+    compiled nor channels-last, the narrower residual units as Triton kernels (`_plain_decoder`). Returns
+    a `Codec`. Raises CodecError with one line when it cannot be loaded.
+
+    (The decoder as CUDA graphs, one replay for every 8 takes, was built and measured on 2026-12-01: no
+    faster, 1,010x against 985x for 8 x 150 frames, since the decoder's time is the GPU's, not its
+    launches; removed, bench/README.md, "Tenth session".)
     """
     import torch
 
@@ -255,15 +252,14 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_
     model = model.eval()
     if precision == "bf16":
         model = model.to(torch.bfloat16)  # NeMo's decode casts the dequantized codes to the model's dtype
-    return Codec(model, device, compile, channels_last, graphs, fused)
+    return Codec(model, device, compile, channels_last, fused)
 
 
 class Codec:
     """A loaded codec. `decode` turns codes into float32 audio at SAMPLE_RATE: NeMo's own
     dequantizer, then our plain copy of its decoder (`_plain_decoder`)."""
 
-    def __init__(self, model, device: str, compile: bool = False, channels_last: bool = False, graphs: bool = False,
-                 fused: bool = False):
+    def __init__(self, model, device: str, compile: bool = False, channels_last: bool = False, fused: bool = False):
         import torch
 
         self.model = model
@@ -281,10 +277,6 @@ class Codec:
         self.counting = threading.Lock()  # decode may run on several threads at once
         self.streams = threading.local()  # on a GPU, each decoding thread's own CUDA stream
         self.threads = 0  # threads that have decoded on the GPU so far
-        self.graphed = graphs and device.startswith("cuda") and not compile
-        self.batch_cost = GRAPH_BATCH_COST_FRAMES if self.graphed else BATCH_COST_FRAMES
-        if self.graphed:
-            self.decoder = _GraphedDecoder(self.decoder)
         if self.fused and device.startswith("cuda"):  # Triton compiles each kernel variant now, not on two threads
             self.decode([np.zeros((NUM_CODEBOOKS, PAD_FRAMES), np.int64)])
         if compile:  # batch and length vary: one graph with symbolic sizes, not one per shape
@@ -306,8 +298,7 @@ class Codec:
         out = [np.zeros(0, dtype=np.float32) if c.shape[1] == 0 else None for c in codes]
         todo = [i for i, audio in enumerate(out) if audio is None]
         lengths = [codes[i].shape[1] for i in todo]
-        batches = deque([todo[k] for k in batch] for batch in batches_by_frames(lengths, cost=self.batch_cost,
-                                                                                   rows_for=self.rows_for))
+        batches = deque([todo[k] for k in batch] for batch in batches_by_frames(lengths, rows_for=self.rows_for))
         while batches:
             part = batches.popleft()
             if len(part) > self.most_rows:
@@ -352,12 +343,9 @@ class Codec:
         return [audio[row, : c.shape[1] * SAMPLES_PER_FRAME].copy() for row, c in enumerate(codes)]
 
     def rows_for(self, takes: int, frames: int) -> int:
-        """The rows a batch of `takes` padded to `frames` is decoded in: at least `least_rows`, and
-        with graphs, a multiple of GRAPH_ROWS (empty rows are work too)."""
-        rows = max(takes, self.least_rows)
-        if self.graphed and frames <= GRAPH_MOST_FRAMES:
-            rows = -(-rows // GRAPH_ROWS) * GRAPH_ROWS
-        return rows
+        """The rows a batch of `takes` padded to `frames` is decoded in: at least `least_rows` (empty
+        rows are work too)."""
+        return max(takes, self.least_rows)
 
     def counted_here(self) -> tuple[int, int]:
         """`frames` and `padded`, of what this thread decoded."""
@@ -375,59 +363,8 @@ class Codec:
             with self.counting:
                 self.threads += 1
                 first = self.threads == 1
-            if not first and self.graphed:  # its graphs share one memory pool: one replay at a time
-                raise CodecError("a codec decoding as CUDA graphs decodes on one thread only")
             self.streams.stream = None if first else torch.cuda.Stream(self.device)
         return nullcontext() if self.streams.stream is None else torch.cuda.stream(self.streams.stream)
-
-
-class _GraphedDecoder:
-    """The decoder as CUDA graphs, one for each padded length, each decoding GRAPH_ROWS takes. A batch of
-    a multiple of GRAPH_ROWS takes of a length seen before is decoded as replays of that length's graph:
-    one launch where the eager decoder makes about 1,300. The first batch of a length decodes eagerly,
-    then that length's graph is captured (after one eager warm-up of its shape, on a side stream).
-
-    The graphs share one memory pool, so one graph's replay may overwrite what another left in it: each
-    replay's input is copied in just before it, and its output copied out just after, on one thread."""
-
-    def __init__(self, decoder):
-        import torch
-
-        self.decoder = decoder
-        self.pool = torch.cuda.graph_pool_handle()
-        self.graphs: dict[int, tuple] = {}  # padded frames -> (graph, its input, its output)
-
-    def __call__(self, latents):
-        import torch
-
-        rows, _, frames = latents.shape
-        if frames > GRAPH_MOST_FRAMES or rows % GRAPH_ROWS:
-            return self.decoder(latents)
-        if frames not in self.graphs:
-            audio = self.decoder(latents)
-            self.graphs[frames] = self._capture(latents[:GRAPH_ROWS])
-            return audio
-        graph, given, made = self.graphs[frames]
-        audio = torch.empty((rows, made.shape[1]), dtype=made.dtype, device=made.device)
-        for start in range(0, rows, GRAPH_ROWS):
-            given.copy_(latents[start:start + GRAPH_ROWS])
-            graph.replay()
-            audio[start:start + GRAPH_ROWS].copy_(made)
-        return audio
-
-    def _capture(self, example) -> tuple:
-        import torch
-
-        given = example.clone()
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up: cuDNN settles this shape's plans before the capture
-            self.decoder(given)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
-            made = self.decoder(given)
-        return graph, given, made
 
 
 def _kernels_usable(device: str) -> bool:

@@ -156,7 +156,7 @@ def test_batches_cost_least_of_all_splits_by_length():
                    + cost for b in batches)
 
     rng = np.random.default_rng(8)
-    for rows_for in (lambda takes, frames: takes, lambda takes, frames: -(-takes // 4) * 4):  # as eager; as graphs
+    for rows_for in (lambda takes, frames: takes, lambda takes, frames: -(-takes // 4) * 4):  # rows as given; padded
         for _ in range(40):
             lengths = rng.integers(1, 40, size=int(rng.integers(1, 8))).tolist()
             cost = int(rng.integers(0, 60))
@@ -173,14 +173,6 @@ def test_batches_cost_least_of_all_splits_by_length():
                 if all(len(b) == 1 or rows_for(len(b), w) * w <= 100 for b, w in zip(split, widths, strict=True)):
                     best = min(best, split_cost(split, lengths, cost, rows_for))
             assert split_cost(batches, lengths, cost, rows_for) == best
-
-
-def test_graphs_are_a_gpu_setting(tiny_models, codec):
-    graphed = load_codec(str(tiny_models[1]), device="cpu", graphs=True)
-    assert not graphed.graphed and graphed.rows_for(3, 100) == 3  # on the CPU, the eager decoder as ever
-    rng = np.random.default_rng(9)
-    codes = [rng.integers(0, 4032, size=(4, n)) for n in (7, 12)]
-    assert all(np.array_equal(a, b) for a, b in zip(graphed.decode(codes), codec.decode(codes), strict=True))
 
 
 def test_decoding_counts_the_frames_padded(codec):

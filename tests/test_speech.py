@@ -119,9 +119,8 @@ def test_decoding_threads_by_default_are_as_many_as_the_codecs_share_holds(monke
     monkeypatch.setattr(engine_module, "gpu_memory_gib", lambda: card_gib)
     assert EngineOptions(gpu_memory_utilization=share).decode_threads_on_each_gpu() == threads
     assert EngineOptions(gpu_memory_utilization=share, decode_threads=3).decode_threads_on_each_gpu() == 3  # as asked
-    # torch.compile and graph capture are not thread-safe: one thread, whatever was asked
+    # torch.compile is not thread-safe: one thread, whatever was asked
     assert EngineOptions(decode_threads=3, compile_codec=True).decode_threads_on_each_gpu() == 1
-    assert EngineOptions(decode_threads=3, codec_graphs=True).decode_threads_on_each_gpu() == 1
     monkeypatch.setattr(engine_module, "_on_gpu", lambda: False)
     assert EngineOptions().decode_threads_on_each_gpu() == 1
 

@@ -75,13 +75,8 @@ class EngineOptions:
     # The codec's decoder under torch.compile (Codec): a run's decode setting travels with its engine's.
     compile_codec: bool = False
     # Threads decoding at once on each GPU, sharing its codec, each on a CUDA stream of its own. 0: as
-    # decode_threads_on_each_gpu says (2 on a large GPU). 1 with a compiled or graphed codec.
+    # decode_threads_on_each_gpu says (2 on a large GPU). 1 with a compiled codec.
     decode_threads: int = 0
-    # The codec's decoder as CUDA graphs on a GPU (Codec, `_GraphedDecoder`): a replay for every 8 takes
-    # instead of ~1,300 launches a batch. Not with compile_codec; one decoding thread. Off: on an H200 it
-    # was no faster (8 x 150 frames 1,010x against 985x eager; the 10-hour book 475x against 484x), because
-    # from 8 takes a batch the eager decoder's time is the GPU's, not its launches (bench/README.md).
-    codec_graphs: bool = False
     # The codec's narrower residual units as Triton kernels on a GPU (Codec `fused`, renderer/codec_kernels.py):
     # activation, convolution, bias and residual in one kernel each. Not with compile_codec. Not yet measured on a
     # GPU: off until it is.
@@ -109,9 +104,9 @@ class EngineOptions:
 
     def decode_threads_on_each_gpu(self) -> int:
         """`decode_threads`, or where it is 0: on a GPU, as many as the codec's share of its memory holds at
-        DECODE_THREAD_GIB each, 1 to DECODE_THREADS; 1 on the CPU. Always 1 with a compiled or graphed codec
-        (torch.compile and graph capture are not thread-safe)."""
-        if self.compile_codec or self.codec_graphs:
+        DECODE_THREAD_GIB each, 1 to DECODE_THREADS; 1 on the CPU. Always 1 with a compiled codec
+        (torch.compile is not thread-safe)."""
+        if self.compile_codec:
             return 1
         if self.decode_threads:
             return self.decode_threads
