@@ -68,6 +68,9 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = Fals
     import torch.nn.functional as F
     from nemo.collections.common.parts.utils import ClampActivation, HalfSnake, Snake
 
+    if fused:
+        from renderer.codec_kernels import snake_conv
+
     def frozen(tensor):
         """A weight as a constant; with channels_last, a 1-D layer's weight (or alpha) made 2-D, channels-last."""
         if tensor is None:
@@ -99,9 +102,7 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = Fals
 
         def then(self, conv, x, residual=None):
             """conv(self(x)) (+ residual), as one kernel (`fused` only)."""
-            from renderer.codec_kernels import snake_conv
-
-            alpha, inverse = (None, None) if self.alpha is None else (self.alpha.reshape(-1), self.inverse.reshape(-1))
+            alpha, inverse = (None, None) if self.alpha is None else (self.alpha.view(-1), self.inverse.view(-1))
             return snake_conv(x, alpha, inverse, self.snake, self.slope, conv.taps, conv.bias, conv.dilation, residual)
 
         def forward(self, x):
