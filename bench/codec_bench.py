@@ -29,6 +29,7 @@ import argparse
 import datetime
 import math
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,23 @@ def profile_decode(codec, batch: list[np.ndarray]) -> str:
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiler:
         codec.decode(batch)
     return profiler.key_averages().table(sort_by="self_device_time_total", row_limit=20, max_name_column_width=60)
+
+
+def median_seconds(call, repeat: int) -> tuple[float, object]:
+    """The median time of `repeat` calls of `call()`, each between GPU synchronizations, and the last
+    call's result."""
+    import torch
+
+    times, made = [], None
+    for _ in range(repeat):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        begun = time.perf_counter()
+        made = call()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - begun)
+    return float(np.median(times)), made
 
 
 def counting_work(decoder, frames: int, key) -> tuple[dict, list]:
@@ -97,7 +115,6 @@ def stage_times(codec, rows: int, frames: int, repeat: int) -> list[dict]:
     synchronizations: its own kernels, none overlapped, and no counting hooks."""
     import torch
 
-    gpu = codec.device.startswith("cuda")
     tokens = torch.as_tensor(np.random.default_rng(0).integers(0, CODEBOOK_SIZE, (rows, NUM_CODEBOOKS, frames)))
     lengths = torch.full((rows,), frames)
 
@@ -121,16 +138,8 @@ def stage_times(codec, rows: int, frames: int, repeat: int) -> list[dict]:
             for hook in hooks:
                 hook.remove()
         for name, step in steps(codec.decoder):
-            times = []
-            for _ in range(repeat + 1):
-                if gpu:
-                    torch.cuda.synchronize()
-                begun = time.perf_counter()
-                made = step(x)
-                if gpu:
-                    torch.cuda.synchronize()
-                times.append(time.perf_counter() - begun)
-            x, seconds = made, float(np.median(times[1:]))
+            step(x)  # warm-up
+            seconds, x = median_seconds(partial(step, x), repeat)
             gflop, written = work.get(name, [0.0, 0.0])[:2]
             out.append({"step": name, "ms": round(1000 * seconds, 2), "gflop_per_frame": float(f"{gflop:.4g}"),
                         "mb_written_per_frame": float(f"{2 * written / 1e6:.4g}"),
@@ -198,21 +207,12 @@ def new_shapes(codec, rng) -> list[dict]:
 def shapes(codec, rng, given: str, repeat: int) -> list[dict]:
     """Batches of `given` shapes (ROWSxFRAMES, comma-separated), each decoded once to warm up and then
     `repeat` times: a row each, with the median."""
-    import torch
-
     out = []
     for shape in given.split(","):
         size, frames = (int(n) for n in shape.split("x"))
         batch = [rng.integers(0, CODEBOOK_SIZE, (NUM_CODEBOOKS, frames)) for _ in range(size)]
         codec.decode(batch)
-        times = []
-        for _ in range(repeat):
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            begun = time.perf_counter()
-            codec.decode(batch)
-            times.append(time.perf_counter() - begun)
-        seconds = float(np.median(times))
+        seconds, _ = median_seconds(partial(codec.decode, batch), repeat)
         out.append({"batch": f"{size} x {frames} frames", "ms_per_batch": round(1000 * seconds, 1),
                     "x_realtime": round(size * frames / FRAMES_PER_SECOND / seconds)})
         print(out[-1], flush=True)
@@ -373,12 +373,7 @@ def main() -> None:
             begun = time.perf_counter()
             audio = codec.decode(batch)  # the first call compiles, when compiled
             first = time.perf_counter() - begun
-            times = []
-            for _ in range(args.repeat):
-                begun = time.perf_counter()
-                codec.decode(batch)
-                times.append(time.perf_counter() - begun)
-            seconds = float(np.median(times))
+            seconds, _ = median_seconds(partial(codec.decode, batch), args.repeat)
             if precision == "fp32" and how == "eager":
                 reference[size] = audio
             snr = ""
