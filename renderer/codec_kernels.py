@@ -24,12 +24,15 @@ MOST_BLOCK_C = 64  # channels a program takes in (and makes) at once; more are l
 
 
 # Lengths and strides change with every batch: not specialized on (Triton would compile again for each new
-# divisibility by 16, possibly on a second decoding thread).
-@triton.jit(do_not_specialize=["x_batch", "x_chan", "res_batch", "res_chan", "c_in", "c_out", "length", "snake"])
+# divisibility by 16, possibly on a second decoding thread). Nor are the taps and the dilation: as constants
+# they made 24 variants a precision, 1.5-5 s of compiling each on an H200 (eleventh session), for a loop that
+# the tensor cores' time outweighs; now a decoder has 4 (residual or not, 32- or 64-channel blocks).
+@triton.jit(do_not_specialize=["x_batch", "x_chan", "res_batch", "res_chan", "c_in", "c_out", "length", "snake",
+                               "taps", "dilation"])
 def _snake_conv_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr, res_ptr, res_batch, res_chan,
-                       y_ptr, c_in, c_out, length, snake, slope,
-                       K: tl.constexpr, DILATION: tl.constexpr, HAS_RESIDUAL: tl.constexpr, IEEE: tl.constexpr,
-                       FAST_SIN: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr):
+                       y_ptr, c_in, c_out, length, snake, slope, taps, dilation,
+                       HAS_RESIDUAL: tl.constexpr, IEEE: tl.constexpr, FAST_SIN: tl.constexpr,
+                       BLOCK_T: tl.constexpr, BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr):
     t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     row = tl.program_id(1)
     co = tl.program_id(2) * BLOCK_CO + tl.arange(0, BLOCK_CO)
@@ -43,9 +46,9 @@ def _snake_conv_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr,
         is_snake = ci < snake
         alpha = tl.load(alpha_ptr + ci, mask=is_snake, other=1.0).to(tl.float32)
         inverse = tl.load(inv_ptr + ci, mask=is_snake, other=0.0).to(tl.float32)
-        for j in tl.static_range(K):
-            # causal: out[t] = sum over taps j of W[:, :, j] x[t - (K - 1 - j) * dilation], zero before the start
-            at = t - (K - 1 - j) * DILATION
+        for j in range(taps):
+            # causal: out[t] = sum over taps j of W[:, :, j] x[t - (taps - 1 - j) dilation], zero before the start
+            at = t - (taps - 1 - j) * dilation
             inside = ci_ok[:, None] & (at[None, :] >= 0) & (at[None, :] < length)
             x = tl.load(x_row + ci[:, None] * x_chan + at[None, :], mask=inside, other=0.0).to(tl.float32)
             # each tap activates its window again, so on a GPU the hardware's sine (PTX sin.approx: about 2^-20
@@ -76,24 +79,22 @@ def _block(channels: int) -> int:
     return min(MOST_BLOCK_C, max(16, triton.next_power_of_2(channels)))
 
 
-def _variant(dtype: torch.dtype, taps: int, dilation: int, residual: bool, c_in: int, c_out: int,
-             on_gpu: bool) -> tuple[dict, dict]:
+def _variant(dtype: torch.dtype, residual: bool, c_in: int, c_out: int, on_gpu: bool) -> tuple[dict, dict]:
     """The kernel's compile-time arguments for one use, and its launch options. float32 runs unpipelined:
     pipelined, its 64-channel tiles would need up to 560 KB of shared memory (an H100 has 227 KB)."""
-    constants = {"K": taps, "DILATION": dilation, "HAS_RESIDUAL": residual, "IEEE": dtype == torch.float32,
+    constants = {"HAS_RESIDUAL": residual, "IEEE": dtype == torch.float32,
                  "FAST_SIN": on_gpu, "BLOCK_T": BLOCK_T, "BLOCK_CI": _block(c_in), "BLOCK_CO": _block(c_out)}
     return constants, {"num_warps": 4, "num_stages": 1 if dtype == torch.float32 else 3}
 
 
-def compile_for(capability: int, dtype: torch.dtype, taps: int, dilation: int, residual: bool, c_in: int,
-                c_out: int):
+def compile_for(capability: int, dtype: torch.dtype, residual: bool, c_in: int, c_out: int):
     """The kernel compiled ahead of time for a GPU of this compute capability (90: Hopper) as `snake_conv`
     would launch it, without a GPU (Triton's own ptxas): for the tests, its compiled form and needs."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     pointer = "*" + {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-    constants, options = _variant(dtype, taps, dilation, residual, c_in, c_out, on_gpu=True)
+    constants, options = _variant(dtype, residual, c_in, c_out, on_gpu=True)
     signature = {name: "constexpr" if name in constants else pointer if name.endswith("_ptr") else
                  "fp32" if name == "slope" else "i32" for name in _snake_conv_kernel.arg_names}
     source = ASTSource(fn=_snake_conv_kernel, signature=signature, constexprs=constants)
@@ -115,8 +116,9 @@ def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tenso
     if alpha is None:  # leaky ReLU only: any tensor stands in, none of it is read
         alpha = inverse = bias
     res = residual if residual is not None else y
-    constants, options = _variant(x.dtype, taps, dilation, residual is not None, c_in, c_out, x.is_cuda)
+    constants, options = _variant(x.dtype, residual is not None, c_in, c_out, x.is_cuda)
     grid = (triton.cdiv(length, BLOCK_T), rows, triton.cdiv(c_out, constants["BLOCK_CO"]))
     _snake_conv_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, weight, bias, res, res.stride(0),
-                             res.stride(1), y, c_in, c_out, length, snake, float(slope), **constants, **options)
+                             res.stride(1), y, c_in, c_out, length, snake, float(slope), taps, dilation,
+                             **constants, **options)
     return y
