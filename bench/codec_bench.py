@@ -176,11 +176,13 @@ def nemo_decoder(module):
 
 def load_case(path: str, case: str):
     """The codec as a case names it, PRECISION:HOW. HOW: eager, tuned (cuDNN picks conv algorithms), compiled,
-    fused (the narrower residual units as Triton kernels), or nemo (NeMo's own decoder module); "wide-"
-    before it: channels-last."""
+    fused (the residual units of at most FUSED_MOST_CHANNELS channels as Triton kernels; fusedN: of at most N),
+    or nemo (NeMo's own decoder module); "wide-" before it: channels-last."""
     precision, how = case.split(":")
+    fused = how.startswith("fused")
     codec = load_codec(path, precision=precision, tune_convs=how.endswith("tuned"), compile=how.endswith("compiled"),
-                       channels_last=how.startswith("wide-"), fused=how == "fused")
+                       channels_last=how.startswith("wide-"), fused=fused,
+                       fused_channels=int(how[len("fused"):] or codec_module.FUSED_MOST_CHANNELS) if fused else 0)
     if how == "nemo":
         codec.decoder = nemo_decoder(codec.model.audio_decoder)
     return codec
@@ -334,7 +336,7 @@ def main() -> None:
     if args.stage_times:
         size, frames = (int(n) for n in args.stage_times.split("x"))
         for case in args.cases.split(",") if args.cases_given else ["bf16:eager"]:
-            if not case.endswith(("eager", "fused")):
+            if not case.endswith("eager") and "fused" not in case:
                 parser.error(f"--stage-times: {case} is neither eager nor fused; compiled, it runs whole")
             rows = stage_times(load_case(args.codec, case), size, frames, args.repeat)
             print(f"## {case}, {size} x {frames} frames, each step alone\n" + "\n".join(map(str, rows)), flush=True)

@@ -48,7 +48,8 @@ class CodecError(RendererError):
     """The codec could not be loaded: one line for the user."""
 
 
-def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = False):
+def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = False,
+                   fused_channels: int = FUSED_MOST_CHANNELS):
     """NeMo's CausalHiFiGANDecoder as a plain torch module with the same weights (weight norm
     folded in) and the same arithmetic, without NeMo's type checks and length masks, so that
     torch.compile can trace it whole. Every layer is causal, so what the masks zero (samples past a
@@ -156,7 +157,7 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = Fals
             self.act_skip, self.conv_skip = Activation(nemo.skip_activation), Conv(nemo.skip_conv)
 
         def forward(self, x):
-            if fused and x.shape[1] <= FUSED_MOST_CHANNELS:
+            if fused and x.shape[1] <= fused_channels:
                 return self.act_skip.then(self.conv_skip, self.act_in.then(self.conv_in, x), residual=x)
             return x + self.conv_skip(self.act_skip(self.conv_in(self.act_in(x))))
 
@@ -207,7 +208,8 @@ def runs_channels_last(compile: bool, on_gpu: bool) -> bool:
 
 
 def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_convs: bool = False,
-               compile: bool = False, channels_last: bool | None = None, fused: bool = False):
+               compile: bool = False, channels_last: bool | None = None, fused: bool = False,
+               fused_channels: int = FUSED_MOST_CHANNELS):
     """Load the codec from a local `.nemo` file (restore_from) or a hub id (from_pretrained).
 
     precision: the decoder's weights and activations, "bf16" or "fp32" ("auto": bf16 on a GPU, fp32
@@ -217,7 +219,8 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_
     (ours, not NeMo's, whose type checks broke the graph) once, with symbolic batch and length, while
     loading: a minute or more. channels_last: the decoder's layers as 2-D convolutions on
     channels-last tensors (`_plain_decoder`); None: as CHANNELS_LAST says. fused: on a GPU, neither
-    compiled nor channels-last, the narrower residual units as Triton kernels (`_plain_decoder`). Returns
+    compiled nor channels-last, the residual units of at most `fused_channels` channels as Triton kernels
+    (`_plain_decoder`). Returns
     a `Codec`. Raises CodecError with one line when it cannot be loaded.
 
     (The decoder as CUDA graphs, one replay for every 8 takes, was built and measured on 2026-12-01: no
@@ -253,14 +256,15 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_
     model = model.eval()
     if precision == "bf16":
         model = model.to(torch.bfloat16)  # NeMo's decode casts the dequantized codes to the model's dtype
-    return Codec(model, device, compile, channels_last, fused)
+    return Codec(model, device, compile, channels_last, fused, fused_channels)
 
 
 class Codec:
     """A loaded codec. `decode` turns codes into float32 audio at SAMPLE_RATE: NeMo's own
     dequantizer, then our plain copy of its decoder (`_plain_decoder`)."""
 
-    def __init__(self, model, device: str, compile: bool = False, channels_last: bool = False, fused: bool = False):
+    def __init__(self, model, device: str, compile: bool = False, channels_last: bool = False, fused: bool = False,
+                 fused_channels: int = FUSED_MOST_CHANNELS):
         import torch
 
         self.model = model
@@ -271,7 +275,7 @@ class Codec:
                 f"KaniTTS needs {SAMPLE_RATE} Hz, {SAMPLES_PER_FRAME}"
             )
         self.fused = fused and not compile and not channels_last and _kernels_usable(device)
-        self.decoder = _plain_decoder(model.audio_decoder, channels_last, self.fused)
+        self.decoder = _plain_decoder(model.audio_decoder, channels_last, self.fused, fused_channels)
         self.least_rows = 1
         self.most_rows = sys.maxsize  # takes a batch; halved by decode when the GPU runs out of memory
         self.frames = self.padded = 0  # frames of takes decoded, and of the padded batches they went in

@@ -102,10 +102,13 @@ def compile_for(capability: int, dtype: torch.dtype, residual: bool, c_in: int, 
 
 
 def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor | None, snake: int, slope: float,
-               weight: torch.Tensor, bias: torch.Tensor, dilation: int, residual: torch.Tensor | None = None):
+               weight: torch.Tensor, bias: torch.Tensor, dilation: int, residual: torch.Tensor | None = None,
+               tiles: dict | None = None):
     """conv(act(x)) + bias (+ residual): act is Snake (x + inverse sin(alpha x)^2) on the first `snake`
     channels and leaky ReLU (`slope`) on the rest; conv is causal, of `weight` laid out (taps, out, in), at
-    `dilation`. x: (batch, in, samples), its samples contiguous; the result (batch, out, samples), x's dtype."""
+    `dilation`. x: (batch, in, samples), its samples contiguous; the result (batch, out, samples), x's dtype.
+    tiles: any of BLOCK_T, BLOCK_CI, BLOCK_CO, num_warps and num_stages in place of `_variant`'s (for
+    bench/snake_conv_bench.py)."""
     rows, c_in, length = x.shape
     taps, c_out, _ = weight.shape
     if x.stride(2) != 1:
@@ -117,7 +120,9 @@ def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tenso
         alpha = inverse = bias
     res = residual if residual is not None else y
     constants, options = _variant(x.dtype, residual is not None, c_in, c_out, x.is_cuda)
-    grid = (triton.cdiv(length, BLOCK_T), rows, triton.cdiv(c_out, constants["BLOCK_CO"]))
+    for key, value in (tiles or {}).items():
+        (options if key in options else constants)[key] = value
+    grid = (triton.cdiv(length, constants["BLOCK_T"]), rows, triton.cdiv(c_out, constants["BLOCK_CO"]))
     _snake_conv_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, weight, bias, res, res.stride(0),
                              res.stride(1), y, c_in, c_out, length, snake, float(slope), taps, dilation,
                              **constants, **options)

@@ -1,0 +1,107 @@
+"""The fused residual-unit kernel alone (renderer/codec_kernels.snake_conv) against the eager decoder's
+same steps (half-snake, left padding, cuDNN's convolution), at each width the decoder fuses, over tile
+sizes, warps and pipeline stages: which configuration, if any, beats eager at 108, 54 and 27 channels.
+
+    python bench/snake_conv_bench.py [--rows 16] [--frames 150] [--repeat 5]
+
+Random weights of the decoder's shapes (7 taps, dilation 3, as the middle unit of a chain), bf16, one
+batch of `rows` takes of `frames` frames at each stage's length. Appends rows to
+bench/results/snake_conv.json and rewrites bench/results/snake_conv.md.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+from pathlib import Path
+
+from codec_bench import median_seconds  # bench/, beside this script
+from results_table import append_rows, device_name
+
+ROOT = Path(__file__).resolve().parents[1]
+# The fused stages of the nano codec's decoder: channels, and samples a frame after that stage's up-sampling
+STAGES = ((108, 294), (54, 882), (27, 1764))
+TAPS, DILATION, SLOPE = 7, 3, 0.01
+COLUMNS = ("date", "gpu", "channels", "batch", "how", "ms", "tflops", "x_eager")
+
+
+def configurations(channels: int):
+    """None (snake_conv's own choice), then each of the tiles swept."""
+    yield None
+    widths = (32, 64, 128) if channels > 64 else (32, 64)
+    for block_t, block_c, warps, stages in itertools.product((64, 128, 256), widths, (4, 8), (3,)):
+        yield {"BLOCK_T": block_t, "BLOCK_CI": block_c, "BLOCK_CO": block_c, "num_warps": warps, "num_stages": stages}
+    for stages in (1, 2, 4):
+        yield {"num_stages": stages}
+
+
+def one_stage(channels: int, per_frame: int, args, gpu: str, date: str) -> list[dict]:
+    """Eager, then the fused kernel in each configuration, at one stage's width and length: a row each."""
+    import torch
+    import torch.nn.functional as F
+    from triton.runtime.errors import OutOfResources
+
+    from renderer.codec_kernels import snake_conv
+
+    length, snake = args.frames * per_frame, channels // 2
+    x = torch.randn(args.rows, channels, length, device="cuda", dtype=torch.bfloat16)
+    alpha = torch.rand(snake, device="cuda", dtype=torch.bfloat16) + 0.5
+    inverse = (alpha + 1e-9).reciprocal()
+    weight = torch.randn(channels, channels, TAPS, device="cuda", dtype=torch.bfloat16) / (channels * TAPS) ** 0.5
+    taps = weight.permute(2, 0, 1).contiguous()
+    bias = torch.randn(channels, device="cuda", dtype=torch.bfloat16)
+    flop = 2 * args.rows * length * channels * channels * TAPS
+    batch = f"{args.rows} x {args.frames} frames ({length} samples)"
+
+    def row(how: str, seconds: float, base: float) -> dict:
+        return {"date": date, "gpu": gpu, "channels": channels, "batch": batch, "how": how,
+                "ms": round(seconds * 1e3, 2), "tflops": round(flop / seconds / 1e12, 1),
+                "x_eager": round(base / seconds, 2)}
+
+    def eager():
+        head = x[:, :snake]
+        head = head + inverse[:, None] * torch.sin(alpha[:, None] * head).pow(2)
+        act = torch.cat([head, F.leaky_relu(x[:, snake:], SLOPE)], dim=1)
+        return F.conv1d(F.pad(act, ((TAPS - 1) * DILATION, 0)), weight, bias, dilation=DILATION)
+
+    eager()
+    base, want = median_seconds(eager, args.repeat)
+    rows = [row("eager", base, base)]
+    print(rows[-1], flush=True)
+    for tiles in configurations(channels):
+        def fused(tiles=tiles):
+            return snake_conv(x, alpha, inverse, snake, SLOPE, taps, bias, DILATION, tiles=tiles)
+
+        try:
+            got = fused()
+        except OutOfResources as err:  # a tile too large for the shared memory: the sweep goes on
+            print(f"{channels} channels, {tiles}: {str(err).splitlines()[0]}", flush=True)
+            continue
+        error = float((got.float() - want.float()).norm() / want.float().norm())
+        seconds, _ = median_seconds(fused, args.repeat)
+        how = "fused " + (", ".join(f"{k}={v}" for k, v in tiles.items()) if tiles else "as the decoder runs it")
+        rows.append(row(how, seconds, base))
+        print(rows[-1], f"relative error {error:.1e}", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=16)
+    parser.add_argument("--frames", type=int, default=150)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.manual_seed(0)
+    gpu, date = device_name(), datetime.date.today().isoformat()
+    rows = [row for channels, per_frame in STAGES for row in one_stage(channels, per_frame, args, gpu, date)]
+    header = ("# The fused residual-unit kernel alone against eager\n\n"
+              f"bench/snake_conv_bench.py: {TAPS} taps, dilation {DILATION}, bf16, random weights; x_eager > 1 is faster.")
+    append_rows(rows, args.results / "snake_conv.json", args.results / "snake_conv.md", COLUMNS, header)
+
+
+if __name__ == "__main__":
+    main()
