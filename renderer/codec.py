@@ -39,9 +39,11 @@ PAD_FRAMES = 5  # a batch's length is padded to a multiple of this (0.4 s): fewe
 # eagerly ("Tenth session"). Taken as 25 frames before, the batches of like length came out so small that the
 # book's mix decoded at 713x against 728x as they came; at 360, 924x against 739x, and the render 484x against 451x.
 BATCH_COST_FRAMES = 360
-# The residual units `fused` runs as Triton kernels: those of at most this many channels (the 108-, 54- and
-# 27-channel stages, which write most of the decoder's bytes). Not yet measured on a GPU.
-FUSED_MOST_CHANNELS = 128
+# The residual units `fused` runs as Triton kernels: those of at most this many channels (the 54- and 27-channel
+# stages, which write most of the decoder's bytes). On an H200 (eleventh session) the kernel beat cuDNN at 27
+# channels, less so at 54, and lost at 108 at any tile (bench/snake_conv_bench.py); fusing the 27-channel stage
+# alone decoded 1,123x against 1,016x eager (64 x 150 frames), the book's mix on 2 threads 1,080x against 1,000x.
+FUSED_MOST_CHANNELS = 64
 
 
 class CodecError(RendererError):

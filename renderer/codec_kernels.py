@@ -19,8 +19,13 @@ import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
-BLOCK_T = 128  # output samples a program makes
+BLOCK_T = 128  # output samples a program makes (float32)
 MOST_BLOCK_C = 64  # channels a program takes in (and makes) at once; more are looped over
+# bf16: output samples a program makes, and its warps, by its channel block: the fastest of
+# bench/snake_conv_bench.py's sweep on an H200 (eleventh session), 16 x 150 frames, against cuDNN after the
+# eager activation: 1.77x at 27 channels (1.48x at 128 samples and 4 warps), 1.12x at 54 (0.39x). At 108
+# channels no tile came near eager (0.57x at best): the decoder fuses only up to FUSED_MOST_CHANNELS.
+BF16_TILES = {32: (256, 4), 64: (128, 8)}
 
 
 # Lengths and strides change with every batch: not specialized on (Triton would compile again for each new
@@ -82,9 +87,11 @@ def _block(channels: int) -> int:
 def _variant(dtype: torch.dtype, residual: bool, c_in: int, c_out: int, on_gpu: bool) -> tuple[dict, dict]:
     """The kernel's compile-time arguments for one use, and its launch options. float32 runs unpipelined:
     pipelined, its 64-channel tiles would need up to 560 KB of shared memory (an H100 has 227 KB)."""
-    constants = {"HAS_RESIDUAL": residual, "IEEE": dtype == torch.float32,
-                 "FAST_SIN": on_gpu, "BLOCK_T": BLOCK_T, "BLOCK_CI": _block(c_in), "BLOCK_CO": _block(c_out)}
-    return constants, {"num_warps": 4, "num_stages": 1 if dtype == torch.float32 else 3}
+    full = dtype == torch.float32
+    samples, warps = (BLOCK_T, 4) if full else BF16_TILES.get(_block(c_out), (BLOCK_T, 4))
+    constants = {"HAS_RESIDUAL": residual, "IEEE": full, "FAST_SIN": on_gpu, "BLOCK_T": samples,
+                 "BLOCK_CI": _block(c_in), "BLOCK_CO": _block(c_out)}
+    return constants, {"num_warps": warps, "num_stages": 1 if full else 3}
 
 
 def compile_for(capability: int, dtype: torch.dtype, residual: bool, c_in: int, c_out: int):
