@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
+import re
 import time
 from functools import partial
 from pathlib import Path
@@ -176,13 +177,15 @@ def nemo_decoder(module):
 
 def load_case(path: str, case: str):
     """The codec as a case names it, PRECISION:HOW. HOW: eager, tuned (cuDNN picks conv algorithms), compiled,
-    fused (the residual units of at most FUSED_MOST_CHANNELS channels as Triton kernels; fusedN: of at most N),
-    or nemo (NeMo's own decoder module); "wide-" before it: channels-last."""
+    fused (the residual units of at most FUSED_MOST_CHANNELS channels as Triton kernels; fusedN: of at most N;
+    "-apart" after it: their activations as kernels of their own), or nemo (NeMo's own decoder module); "wide-"
+    before it: channels-last."""
     precision, how = case.split(":")
-    fused = how.startswith("fused")
+    fused = re.fullmatch(r"fused(\d*)(-apart)?", how)
     codec = load_codec(path, precision=precision, tune_convs=how.endswith("tuned"), compile=how.endswith("compiled"),
-                       channels_last=how.startswith("wide-"), fused=fused,
-                       fused_channels=int(how[len("fused"):] or codec_module.FUSED_MOST_CHANNELS) if fused else 0)
+                       channels_last=how.startswith("wide-"), fused=bool(fused),
+                       fused_channels=int(fused[1] or codec_module.FUSED_MOST_CHANNELS) if fused else 0,
+                       fused_apart=bool(fused and fused[2]))
     if how == "nemo":
         codec.decoder = nemo_decoder(codec.model.audio_decoder)
     return codec

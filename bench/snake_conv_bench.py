@@ -1,8 +1,9 @@
 """The fused residual-unit kernel alone (renderer/codec_kernels.snake_conv) against the eager decoder's
 same steps (half-snake, left padding, cuDNN's convolution), at each width the decoder fuses, over tile
 sizes, warps and pipeline stages: which configuration, if any, beats eager at 108, 54 and 27 channels.
+Also the activation apart (`snake_conv(apart=True)`: one activation kernel, then the convolution alone).
 
-    python bench/snake_conv_bench.py [--rows 16] [--frames 150] [--repeat 5]
+    python bench/snake_conv_bench.py [--rows 16] [--frames 150] [--repeat 5] [--apart fused,apart]
 
 Random weights of the decoder's shapes (7 taps, dilation 3, as the middle unit of a chain), bf16, one
 batch of `rows` takes of `frames` frames at each stage's length. Appends rows to
@@ -25,9 +26,13 @@ TAPS, DILATION, SLOPE = 7, 3, 0.01
 COLUMNS = ("date", "gpu", "channels", "batch", "how", "ms", "tflops", "x_eager")
 
 
-def configurations(channels: int):
-    """None (snake_conv's own choice), then each of the tiles swept."""
+def configurations(channels: int, apart: bool):
+    """None (snake_conv's own choice), then each of the tiles swept; fewer activated apart (`--apart`)."""
     yield None
+    if apart:
+        for block_t, warps in itertools.product((128, 256), (4, 8)):
+            yield {"BLOCK_T": block_t, "num_warps": warps}
+        return
     widths = (32, 64, 128) if channels > 64 else (32, 64)
     for block_t, block_c, warps, stages in itertools.product((64, 128, 256), widths, (4, 8), (3,)):
         yield {"BLOCK_T": block_t, "BLOCK_CI": block_c, "BLOCK_CO": block_c, "num_warps": warps, "num_stages": stages}
@@ -68,9 +73,9 @@ def one_stage(channels: int, per_frame: int, args, gpu: str, date: str) -> list[
     base, want = median_seconds(eager, args.repeat)
     rows = [row("eager", base, base)]
     print(rows[-1], flush=True)
-    for tiles in configurations(channels):
-        def fused(tiles=tiles):
-            return snake_conv(x, alpha, inverse, snake, SLOPE, taps, bias, DILATION, tiles=tiles)
+    for apart, tiles in [(way, tiles) for way in args.apart for tiles in configurations(channels, way)]:
+        def fused(tiles=tiles, apart=apart):
+            return snake_conv(x, alpha, inverse, snake, SLOPE, taps, bias, DILATION, tiles=tiles, apart=apart)
 
         try:
             got = fused()
@@ -79,7 +84,8 @@ def one_stage(channels: int, per_frame: int, args, gpu: str, date: str) -> list[
             continue
         error = float((got.float() - want.float()).norm() / want.float().norm())
         seconds, _ = median_seconds(fused, args.repeat)
-        how = "fused " + (", ".join(f"{k}={v}" for k, v in tiles.items()) if tiles else "as the decoder runs it")
+        how = ("apart " if apart else "fused ") + (", ".join(f"{k}={v}" for k, v in tiles.items()) if tiles
+                                                   else "at its own tiles")
         rows.append(row(how, seconds, base))
         print(rows[-1], f"relative error {error:.1e}", flush=True)
     return rows
@@ -90,8 +96,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=16)
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--apart", default="fused,apart",
+                        help="fused (the activation at each tap), apart (activated once, by a kernel of its own), "
+                             "or both, comma-separated")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
+    args.apart = [{"fused": False, "apart": True}[way] for way in args.apart.split(",")]
 
     import torch
 

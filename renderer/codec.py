@@ -51,7 +51,7 @@ class CodecError(RendererError):
 
 
 def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = False,
-                   fused_channels: int = FUSED_MOST_CHANNELS):
+                   fused_channels: int = FUSED_MOST_CHANNELS, fused_apart: bool = False):
     """NeMo's CausalHiFiGANDecoder as a plain torch module with the same weights (weight norm
     folded in) and the same arithmetic, without NeMo's type checks and length masks, so that
     torch.compile can trace it whole. Every layer is causal, so what the masks zero (samples past a
@@ -106,7 +106,8 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = Fals
         def then(self, conv, x, residual=None):
             """conv(self(x)) (+ residual), as one kernel (`fused` only)."""
             alpha, inverse = (None, None) if self.alpha is None else (self.alpha.view(-1), self.inverse.view(-1))
-            return snake_conv(x, alpha, inverse, self.snake, self.slope, conv.taps, conv.bias, conv.dilation, residual)
+            return snake_conv(x, alpha, inverse, self.snake, self.slope, conv.taps, conv.bias, conv.dilation, residual,
+                              apart=fused_apart)
 
         def forward(self, x):
             if self.alpha is None:
@@ -211,7 +212,7 @@ def runs_channels_last(compile: bool, on_gpu: bool) -> bool:
 
 def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_convs: bool = False,
                compile: bool = False, channels_last: bool | None = None, fused: bool = False,
-               fused_channels: int = FUSED_MOST_CHANNELS):
+               fused_channels: int = FUSED_MOST_CHANNELS, fused_apart: bool = False):
     """Load the codec from a local `.nemo` file (restore_from) or a hub id (from_pretrained).
 
     precision: the decoder's weights and activations, "bf16" or "fp32" ("auto": bf16 on a GPU, fp32
@@ -222,7 +223,7 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_
     loading: a minute or more. channels_last: the decoder's layers as 2-D convolutions on
     channels-last tensors (`_plain_decoder`); None: as CHANNELS_LAST says. fused: on a GPU, neither
     compiled nor channels-last, the residual units of at most `fused_channels` channels as Triton kernels
-    (`_plain_decoder`). Returns
+    (`_plain_decoder`); fused_apart: their activations as kernels of their own, not at each tap. Returns
     a `Codec`. Raises CodecError with one line when it cannot be loaded.
 
     (The decoder as CUDA graphs, one replay for every 8 takes, was built and measured on 2026-12-01: no
@@ -258,7 +259,7 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_
     model = model.eval()
     if precision == "bf16":
         model = model.to(torch.bfloat16)  # NeMo's decode casts the dequantized codes to the model's dtype
-    return Codec(model, device, compile, channels_last, fused, fused_channels)
+    return Codec(model, device, compile, channels_last, fused, fused_channels, fused_apart)
 
 
 class Codec:
@@ -266,7 +267,7 @@ class Codec:
     dequantizer, then our plain copy of its decoder (`_plain_decoder`)."""
 
     def __init__(self, model, device: str, compile: bool = False, channels_last: bool = False, fused: bool = False,
-                 fused_channels: int = FUSED_MOST_CHANNELS):
+                 fused_channels: int = FUSED_MOST_CHANNELS, fused_apart: bool = False):
         import torch
 
         self.model = model
@@ -277,7 +278,7 @@ class Codec:
                 f"KaniTTS needs {SAMPLE_RATE} Hz, {SAMPLES_PER_FRAME}"
             )
         self.fused = fused and not compile and not channels_last and _kernels_usable(device)
-        self.decoder = _plain_decoder(model.audio_decoder, channels_last, self.fused, fused_channels)
+        self.decoder = _plain_decoder(model.audio_decoder, channels_last, self.fused, fused_channels, fused_apart)
         self.least_rows = 1
         self.most_rows = sys.maxsize  # takes a batch; halved by decode when the GPU runs out of memory
         self.frames = self.padded = 0  # frames of takes decoded, and of the padded batches they went in

@@ -28,6 +28,35 @@ MOST_BLOCK_C = 64  # channels a program takes in (and makes) at once; more are l
 BF16_TILES = {32: (256, 4), 64: (128, 8)}
 
 
+@triton.jit
+def _activation(x, alpha, inverse, is_snake, slope, FAST_SIN: tl.constexpr):
+    """Snake (x + inverse sin(alpha x)^2) where is_snake, leaky ReLU elsewhere; float32 in and out. On a GPU
+    the hardware's sine (PTX sin.approx: about 2^-20 off on [-pi, pi], more for larger arguments;
+    tests/test_gpu.py checks the audio), not libdevice's accurate one of dozens of instructions."""
+    if FAST_SIN:
+        wave = libdevice.fast_sinf(alpha * x)
+    else:
+        wave = tl.sin(alpha * x)
+    return tl.where(is_snake, x + inverse * wave * wave, tl.where(x >= 0, x, x * slope))
+
+
+@triton.jit(do_not_specialize=["x_batch", "x_chan", "channels", "length", "snake"])
+def _snake_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, y_ptr, channels, length, snake, slope,
+                  FAST_SIN: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+    """The activation alone, into a contiguous tensor (`activate`)."""
+    t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    row = tl.program_id(1)
+    c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+    is_snake = c < snake
+    alpha = tl.load(alpha_ptr + c, mask=is_snake, other=1.0).to(tl.float32)
+    inverse = tl.load(inv_ptr + c, mask=is_snake, other=0.0).to(tl.float32)
+    inside = (c[:, None] < channels) & (t[None, :] < length)
+    x = tl.load(x_ptr + row * x_batch + c[:, None] * x_chan + t[None, :], mask=inside, other=0.0).to(tl.float32)
+    act = _activation(x, alpha[:, None], inverse[:, None], is_snake[:, None], slope, FAST_SIN)
+    tl.store(y_ptr + row * channels * length + c[:, None] * length + t[None, :], act.to(y_ptr.dtype.element_ty),
+             mask=inside)
+
+
 # Lengths and strides change with every batch: not specialized on (Triton would compile again for each new
 # divisibility by 16, possibly on a second decoding thread). Nor are the taps and the dilation: as constants
 # they made 24 variants a precision, 1.5-5 s of compiling each on an H200 (eleventh session), for a loop that
@@ -37,7 +66,7 @@ BF16_TILES = {32: (256, 4), 64: (128, 8)}
 def _snake_conv_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr, res_ptr, res_batch, res_chan,
                        y_ptr, c_in, c_out, length, snake, slope, taps, dilation,
                        HAS_RESIDUAL: tl.constexpr, IEEE: tl.constexpr, FAST_SIN: tl.constexpr,
-                       BLOCK_T: tl.constexpr, BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr):
+                       ACTIVATE: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr):
     t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     row = tl.program_id(1)
     co = tl.program_id(2) * BLOCK_CO + tl.arange(0, BLOCK_CO)
@@ -56,14 +85,10 @@ def _snake_conv_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr,
             at = t - (taps - 1 - j) * dilation
             inside = ci_ok[:, None] & (at[None, :] >= 0) & (at[None, :] < length)
             x = tl.load(x_row + ci[:, None] * x_chan + at[None, :], mask=inside, other=0.0).to(tl.float32)
-            # each tap activates its window again, so on a GPU the hardware's sine (PTX sin.approx: about 2^-20
-            # off on [-pi, pi], more for larger arguments; tests/test_gpu.py checks the audio), not libdevice's
-            # accurate one of dozens of instructions
-            if FAST_SIN:
-                wave = libdevice.fast_sinf(alpha[:, None] * x)
-            else:
-                wave = tl.sin(alpha[:, None] * x)
-            act = tl.where(is_snake[:, None], x + inverse[:, None] * wave * wave, tl.where(x >= 0, x, x * slope))
+            if ACTIVATE:  # each tap activates its window again (Triton cannot shift a tile in registers)
+                act = _activation(x, alpha[:, None], inverse[:, None], is_snake[:, None], slope, FAST_SIN)
+            else:  # activated apart (`activate`): a convolution alone
+                act = x
             w = tl.load(w_ptr + j * c_out * c_in + co[:, None] * c_in + ci[None, :],
                         mask=co_ok[:, None] & ci_ok[None, :], other=0.0)
             if IEEE:
@@ -84,12 +109,13 @@ def _block(channels: int) -> int:
     return min(MOST_BLOCK_C, max(16, triton.next_power_of_2(channels)))
 
 
-def _variant(dtype: torch.dtype, residual: bool, c_in: int, c_out: int, on_gpu: bool) -> tuple[dict, dict]:
+def _variant(dtype: torch.dtype, residual: bool, c_in: int, c_out: int, on_gpu: bool,
+             activate: bool = True) -> tuple[dict, dict]:
     """The kernel's compile-time arguments for one use, and its launch options. float32 runs unpipelined:
     pipelined, its 64-channel tiles would need up to 560 KB of shared memory (an H100 has 227 KB)."""
     full = dtype == torch.float32
     samples, warps = (BLOCK_T, 4) if full else BF16_TILES.get(_block(c_out), (BLOCK_T, 4))
-    constants = {"HAS_RESIDUAL": residual, "IEEE": full, "FAST_SIN": on_gpu, "BLOCK_T": samples,
+    constants = {"HAS_RESIDUAL": residual, "IEEE": full, "FAST_SIN": on_gpu, "ACTIVATE": activate, "BLOCK_T": samples,
                  "BLOCK_CI": _block(c_in), "BLOCK_CO": _block(c_out)}
     return constants, {"num_warps": warps, "num_stages": 1 if full else 3}
 
@@ -110,14 +136,17 @@ def compile_for(capability: int, dtype: torch.dtype, residual: bool, c_in: int, 
 
 def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor | None, snake: int, slope: float,
                weight: torch.Tensor, bias: torch.Tensor, dilation: int, residual: torch.Tensor | None = None,
-               tiles: dict | None = None):
+               tiles: dict | None = None, apart: bool = False):
     """conv(act(x)) + bias (+ residual): act is Snake (x + inverse sin(alpha x)^2) on the first `snake`
     channels and leaky ReLU (`slope`) on the rest; conv is causal, of `weight` laid out (taps, out, in), at
     `dilation`. x: (batch, in, samples), its samples contiguous; the result (batch, out, samples), x's dtype.
     tiles: any of BLOCK_T, BLOCK_CI, BLOCK_CO, num_warps and num_stages in place of `_variant`'s (for
-    bench/snake_conv_bench.py)."""
+    bench/snake_conv_bench.py). apart: the activation as a kernel of its own (`activate`), once, and then
+    the convolution alone, instead of activating each tap's window again."""
     rows, c_in, length = x.shape
     taps, c_out, _ = weight.shape
+    if apart:
+        x, alpha, snake = activate(x, alpha, inverse, snake, slope), None, 0
     if x.stride(2) != 1:
         x = x.contiguous()
     if residual is not None and residual.stride(2) != 1:
@@ -126,11 +155,28 @@ def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tenso
     if alpha is None:  # leaky ReLU only: any tensor stands in, none of it is read
         alpha = inverse = bias
     res = residual if residual is not None else y
-    constants, options = _variant(x.dtype, residual is not None, c_in, c_out, x.is_cuda)
+    constants, options = _variant(x.dtype, residual is not None, c_in, c_out, x.is_cuda, activate=not apart)
     for key, value in (tiles or {}).items():
         (options if key in options else constants)[key] = value
     grid = (triton.cdiv(length, constants["BLOCK_T"]), rows, triton.cdiv(c_out, constants["BLOCK_CO"]))
     _snake_conv_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, weight, bias, res, res.stride(0),
                              res.stride(1), y, c_in, c_out, length, snake, float(slope), taps, dilation,
                              **constants, **options)
+    return y
+
+
+def activate(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor | None, snake: int,
+             slope: float) -> torch.Tensor:
+    """act(x) as `snake_conv` applies it, as one kernel: x (batch, channels, samples), its samples contiguous;
+    the result contiguous, x's dtype."""
+    rows, channels, length = x.shape
+    if x.stride(2) != 1:
+        x = x.contiguous()
+    y = torch.empty((rows, channels, length), dtype=x.dtype, device=x.device)
+    if alpha is None:  # leaky ReLU only: any tensor stands in, none of it is read
+        alpha = inverse = y
+    block_t, block_c = 256, min(32, triton.next_power_of_2(channels))
+    grid = (triton.cdiv(length, block_t), rows, triton.cdiv(channels, block_c))
+    _snake_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, y, channels, length, snake, float(slope),
+                        FAST_SIN=x.is_cuda, BLOCK_T=block_t, BLOCK_C=block_c, num_warps=4)
     return y

@@ -225,14 +225,17 @@ def test_the_fused_kernel_is_activation_convolution_bias_and_residual(interprete
     x, residual = wide[:, :, 5:305], torch.randn(2, 24, 300)  # x's rows and channels strided, as UpSample's
     alpha, inverse = torch.rand(10) + 0.5, torch.rand(10) + 0.5
     weight, bias = torch.randn(24, 20, 3), torch.randn(24)
-    for snake in (10, 0):  # half-snake, then leaky ReLU alone
+    for snake, apart in ((10, True), (10, False), (0, False)):  # activated apart; half-snake, leaky ReLU alone
         act = torch.cat([x[:, :snake] + inverse[:snake, None] * torch.sin(alpha[:snake, None] * x[:, :snake]) ** 2,
                          F.leaky_relu(x[:, snake:], 0.1)], dim=1)
         want = F.conv1d(F.pad(act, (6, 0)), weight, bias, dilation=3) + residual
         got = interpreted_kernels.snake_conv(x, alpha if snake else None, inverse if snake else None, snake, 0.1,
-                                             weight.permute(2, 0, 1).contiguous(), bias, 3, residual)
+                                             weight.permute(2, 0, 1).contiguous(), bias, 3, residual, apart=apart)
         assert got.shape == want.shape and got.is_contiguous()
         assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+        if apart:
+            activated = interpreted_kernels.activate(x, alpha, inverse, snake, 0.1)
+            assert activated.is_contiguous() and torch.allclose(activated, act, atol=1e-5, rtol=1e-5)
     unadded = interpreted_kernels.snake_conv(x, None, None, 0, 0.1, weight.permute(2, 0, 1).contiguous(), bias, 3)
     assert torch.allclose(unadded, want - residual, atol=1e-4, rtol=1e-4)
 
@@ -244,9 +247,15 @@ def test_the_fused_decoder_gives_the_plain_decoders_audio(tiny_models, codec, in
                                           channels_last=True).fused
     rng = np.random.default_rng(4)
     codes = [rng.integers(0, 4032, size=(4, 2))]
-    (want,), (got,) = codec.decode(codes), fused.decode(codes)
-    assert got.shape == want.shape
-    assert np.abs(got - want).max() < 1e-5 * max(1.0, float(np.abs(want).max()))
+    (want,) = codec.decode(codes)
+    activations = []  # the kernels activating apart (fused_apart), counted
+    monkeypatch.setattr(interpreted_kernels, "activate", lambda *args, act=interpreted_kernels.activate:
+                        activations.append(1) or act(*args))
+    for each, apart in ((fused, False), (load_codec(str(tiny_models[1]), device="cpu", fused=True, fused_apart=True), True)):
+        activations.clear()
+        (got,) = each.decode(codes)
+        assert got.shape == want.shape and bool(activations) == apart
+        assert np.abs(got - want).max() < 1e-5 * max(1.0, float(np.abs(want).max()))
 
 
 def test_fused_kernels_are_a_gpu_setting(tiny_models, monkeypatch):

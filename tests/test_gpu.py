@@ -112,10 +112,10 @@ def test_fused_decoder_matches_the_eager_one(full_models):
                                  max(float(np.sum((g.astype(np.float64) - w) ** 2)), 1e-30))
                    for g, w in zip(got, want, strict=True))
 
-    for precision, least_db in (("fp32", 40), ("bf16", 30)):
-        fused = load_codec(path, precision=precision, fused=True)
+    for precision, least_db, apart in (("fp32", 40, False), ("bf16", 30, False), ("bf16", 30, True)):
+        fused = load_codec(path, precision=precision, fused=True, fused_apart=apart)
         assert fused.fused
         got = fused.decode(codes)
         assert [g.shape for g in got] == [w.shape for w in want]
-        print(f"fused {precision}: {snr(got):.1f} dB from the eager fp32 decoder")
+        print(f"fused {precision}{', activated apart' if apart else ''}: {snr(got):.1f} dB from the eager fp32 decoder")
         assert snr(got) > least_db
