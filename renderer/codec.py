@@ -51,7 +51,7 @@ class CodecError(RendererError):
 
 
 def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = False,
-                   fused_channels: int = FUSED_MOST_CHANNELS, fused_apart: bool = False):
+                   fused_channels: int = FUSED_MOST_CHANNELS, fused_apart: bool = False, wide_stages: int = 0):
     """NeMo's CausalHiFiGANDecoder as a plain torch module with the same weights (weight norm
     folded in) and the same arithmetic, without NeMo's type checks and length masks, so that
     torch.compile can trace it whole. Every layer is causal, so what the masks zero (samples past a
@@ -62,7 +62,9 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = Fals
     channels-last, cuDNN's native layout on a GPU, so that no convolution copies its input and output
     between layouts; a causal convolution is then padded on both sides and its right overhang
     dropped (F.pad first, compiled, was no faster: bench/README.md, "Seventh session"). Same weights;
-    the arithmetic differs only in the kernels' order of summation.
+    the arithmetic differs only in the kernels' order of summation. wide_stages: only the first convolution
+    and the first this many up-sampling stages so (their layers are wide, their samples few), the rest as
+    1-D convolutions on plain tensors.
 
     fused: each residual unit of at most FUSED_MOST_CHANNELS channels as two Triton kernels
     (`codec_kernels.snake_conv`: activation, convolution, bias and residual in one), its activations
@@ -74,12 +76,14 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = Fals
     if fused:
         from renderer.codec_kernels import snake_conv
 
+    building = {"wide": channels_last}  # whether the layers being built run channels-last
+
     def frozen(tensor):
-        """A weight as a constant; with channels_last, a 1-D layer's weight (or alpha) made 2-D, channels-last."""
+        """A weight as a constant; channels-last, a 1-D layer's weight (or alpha) made 2-D, channels-last."""
         if tensor is None:
             return None
         tensor = tensor.detach().clone()
-        if channels_last and tensor.dim() == 3:
+        if building["wide"] and tensor.dim() == 3:
             tensor = tensor.unsqueeze(2).contiguous(memory_format=torch.channels_last)
         return torch.nn.Parameter(tensor, requires_grad=False)
 
@@ -127,11 +131,12 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = Fals
             self.weight, self.bias = frozen(conv.weight), frozen(conv.bias)
             self.dilation = conv.dilation[0]
             self.reach = (conv.kernel_size[0] - 1) * self.dilation
-            if fused:  # the weight as the kernel reads it: (taps, out, in)
+            self.wide = building["wide"]
+            if fused and not self.wide:  # the weight as the kernel reads it: (taps, out, in)
                 self.taps = torch.nn.Parameter(self.weight.detach().permute(2, 0, 1).contiguous(), requires_grad=False)
 
         def forward(self, x):
-            if channels_last:  # padded both sides, the right overhang dropped
+            if self.wide:  # padded both sides, the right overhang dropped
                 out = F.conv2d(x, self.weight, self.bias, padding=(0, self.reach), dilation=(1, self.dilation))
                 return out[..., : x.shape[-1]]
             return F.conv1d(F.pad(x, (self.reach, 0)), self.weight, self.bias, dilation=self.dilation)
@@ -145,9 +150,10 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = Fals
             self.weight, self.bias = frozen(conv.weight), frozen(conv.bias)
             self.stride, self.groups = conv.stride[0], conv.groups
             self.left, self.right = nemo.padding_left, nemo.padding_right
+            self.wide = building["wide"]
 
         def forward(self, x):
-            if channels_last:
+            if self.wide:
                 out = F.conv_transpose2d(x, self.weight, self.bias, stride=(1, self.stride), groups=self.groups)
             else:
                 out = F.conv_transpose1d(x, self.weight, self.bias, stride=self.stride, groups=self.groups)
@@ -160,7 +166,7 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = Fals
             self.act_skip, self.conv_skip = Activation(nemo.skip_activation), Conv(nemo.skip_conv)
 
         def forward(self, x):
-            if fused and x.shape[1] <= fused_channels:
+            if fused and x.shape[1] <= fused_channels and x.dim() == 3:
                 return self.act_skip.then(self.conv_skip, self.act_in.then(self.conv_in, x), residual=x)
             return x + self.conv_skip(self.act_skip(self.conv_in(self.act_in(x))))
 
@@ -172,12 +178,17 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = Fals
                 raise unsupported(f"output {type(d.out_activation).__name__}")
             out = d.out_activation
             self.clamp = (out.min_value, out.max_value) if isinstance(out, ClampActivation) else None
+            building["wide"] = channels_last or wide_stages > 0
             self.pre = Conv(d.pre_conv)
             self.stages = torch.nn.ModuleList()
-            for act, up, layer in zip(d.activations, d.up_sample_conv_layers, d.res_layers, strict=True):
+            self.wide = []  # each stage's layout
+            for k, (act, up, layer) in enumerate(zip(d.activations, d.up_sample_conv_layers, d.res_layers, strict=True)):
+                building["wide"] = channels_last or k < wide_stages
                 chains = torch.nn.ModuleList(torch.nn.Sequential(*(Residual(b) for b in block.res_blocks))
                                              for block in layer.res_blocks)
                 self.stages.append(torch.nn.ModuleList([Activation(act), UpSample(up), chains]))
+                self.wide.append(building["wide"])
+            building["wide"] = channels_last
             self.post_act, self.post = Activation(d.post_activation), Conv(d.post_conv)
 
         def forward(self, x):
@@ -188,18 +199,28 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = Fals
 
         # forward's steps, also timed one by one (bench/codec_bench.py --stage-times)
         def enter(self, x):
-            return x.unsqueeze(2).contiguous(memory_format=torch.channels_last) if channels_last else x
+            return self.laid_out(x, self.pre.wide)
+
+        @staticmethod
+        def laid_out(x, wide: bool):
+            """x as a layer of that layout takes it: (batch, channels, 1, samples) channels-last, or
+            (batch, channels, samples)."""
+            if wide and x.dim() == 3:
+                return x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+            if not wide and x.dim() == 4:
+                return x.squeeze(2).contiguous()
+            return x
 
         def stage(self, x, k: int):
             """The k-th upsampling stage: activation, transposed convolution, residual blocks."""
             act, up, chains = self.stages[k]
-            x = up(act(x))
+            x = up(act(self.laid_out(x, self.wide[k])))
             return sum(chain(x) for chain in chains) / len(chains)  # HiFiGANResLayer: the mean of its blocks
 
         def leave(self, x):
             """The last activation and convolution, and the output's clamp (or tanh)."""
-            x = self.post(self.post_act(x))[:, 0]
-            x = x[:, 0] if channels_last else x
+            x = self.post(self.post_act(self.laid_out(x, self.post.wide)))[:, 0]
+            x = x[:, 0] if self.post.wide else x
             return x.clamp(*self.clamp) if self.clamp else torch.tanh(x)
 
     return Decoder().to(next(nemo_decoder.parameters()).dtype).eval()
@@ -212,7 +233,7 @@ def runs_channels_last(compile: bool, on_gpu: bool) -> bool:
 
 def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_convs: bool = False,
                compile: bool = False, channels_last: bool | None = None, fused: bool = False,
-               fused_channels: int = FUSED_MOST_CHANNELS, fused_apart: bool = False):
+               fused_channels: int = FUSED_MOST_CHANNELS, fused_apart: bool = False, wide_stages: int = 0):
     """Load the codec from a local `.nemo` file (restore_from) or a hub id (from_pretrained).
 
     precision: the decoder's weights and activations, "bf16" or "fp32" ("auto": bf16 on a GPU, fp32
@@ -221,7 +242,8 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_
     many shapes, and the tuned decoder ran no faster (bench/README.md). compile: torch.compile the decoder
     (ours, not NeMo's, whose type checks broke the graph) once, with symbolic batch and length, while
     loading: a minute or more. channels_last: the decoder's layers as 2-D convolutions on
-    channels-last tensors (`_plain_decoder`); None: as CHANNELS_LAST says. fused: on a GPU, neither
+    channels-last tensors (`_plain_decoder`); None: as CHANNELS_LAST says. wide_stages: only the first
+    convolution and this many up-sampling stages so. fused: on a GPU, neither
     compiled nor channels-last, the residual units of at most `fused_channels` channels as Triton kernels
     (`_plain_decoder`); fused_apart: their activations as kernels of their own, not at each tap. Returns
     a `Codec`. Raises CodecError with one line when it cannot be loaded.
@@ -259,7 +281,7 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_
     model = model.eval()
     if precision == "bf16":
         model = model.to(torch.bfloat16)  # NeMo's decode casts the dequantized codes to the model's dtype
-    return Codec(model, device, compile, channels_last, fused, fused_channels, fused_apart)
+    return Codec(model, device, compile, channels_last, fused, fused_channels, fused_apart, wide_stages)
 
 
 class Codec:
@@ -267,7 +289,7 @@ class Codec:
     dequantizer, then our plain copy of its decoder (`_plain_decoder`)."""
 
     def __init__(self, model, device: str, compile: bool = False, channels_last: bool = False, fused: bool = False,
-                 fused_channels: int = FUSED_MOST_CHANNELS, fused_apart: bool = False):
+                 fused_channels: int = FUSED_MOST_CHANNELS, fused_apart: bool = False, wide_stages: int = 0):
         import torch
 
         self.model = model
@@ -278,7 +300,8 @@ class Codec:
                 f"KaniTTS needs {SAMPLE_RATE} Hz, {SAMPLES_PER_FRAME}"
             )
         self.fused = fused and not compile and not channels_last and _kernels_usable(device)
-        self.decoder = _plain_decoder(model.audio_decoder, channels_last, self.fused, fused_channels, fused_apart)
+        self.decoder = _plain_decoder(model.audio_decoder, channels_last, self.fused, fused_channels, fused_apart,
+                                      wide_stages)
         self.least_rows = 1
         self.most_rows = sys.maxsize  # takes a batch; halved by decode when the GPU runs out of memory
         self.frames = self.padded = 0  # frames of takes decoded, and of the padded batches they went in
