@@ -60,7 +60,8 @@ def test_session_runs_each_case_under_its_limit_and_ships_after_each(tmp_path):
     cases = tmp_path / "next.cases"
     cases.write_text('test none 60 -k "no_such_test"\n'
                      'PYTEST_ADDOPTS=--co test listed 20\n'  # a setting for this case only: list, not run
-                     'test slow 0.01 --co tests/test_text.py\n')
+                     'test slow 0.01 --co tests/test_text.py\n'
+                     'kernel sweep 60 --help\n')  # the kernel sweep's own script, here only its usage
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "codec.nemo").touch()
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "BENCH_MODELS": str(tmp_path / "models"),
@@ -72,6 +73,7 @@ def test_session_runs_each_case_under_its_limit_and_ships_after_each(tmp_path):
     assert "none rc=5 at" in marks  # pytest: nothing selected
     assert "listed rc=0 at" in marks  # the GPU tests only listed, as its setting asked
     assert "slow rc=124 at" in marks  # the second case ran past its 0.01-s limit, and the loop went on
+    assert "sweep rc=0 at" in marks and "--apart" in (tmp_path / "r" / "sweep.log").read_text()
     with tarfile.open(tmp_path / "out" / "results.tgz") as shipped:
         names = shipped.getnames()
     assert {"r/marks", "r/none.log", "r/listed.log", "r/slow.log"} <= set(names)

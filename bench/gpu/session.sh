@@ -9,6 +9,7 @@
 #   render NAME SECONDS ARGS...   bench/render_bench.py (with --progress) on /tmp/models
 #   speech NAME SECONDS ARGS...   bench/speech_bench.py on /tmp/models/kani
 #   codec  NAME SECONDS ARGS...   bench/codec_bench.py on /tmp/models/codec.nemo
+#   kernel NAME SECONDS ARGS...   bench/snake_conv_bench.py (the fused codec kernel alone; needs no models)
 #   test   NAME SECONDS ARGS...   the GPU tests (tests/test_gpu.py), ARGS given to pytest
 # ARGS are read as a shell reads them (quote a --case with spaces). Each case's log is in NAME.log,
 # its rows in NAME/, and the times each case started and ended in marks. The setting MPS=1 runs the
@@ -44,9 +45,10 @@ while read -r line; do
     render) cmd=(python bench/render_bench.py --models "$models" --progress --results "$results/$name" "$@") ;;
     speech) cmd=(python bench/speech_bench.py --model "$models/kani" --results "$results/$name" "$@") ;;
     codec)  cmd=(python bench/codec_bench.py --codec "$models/codec.nemo" --results "$results/$name" "$@") ;;
+    kernel) cmd=(python bench/snake_conv_bench.py --results "$results/$name" "$@") ;;
     test)   cmd=(python -m pytest -o addopts="" -m gpu tests/test_gpu.py -q "$@")
             envs+=(RENDERER_FULL_MODELS="$models") ;;
-    *) echo "$cases: unknown kind '$kind' (render, speech, codec or test)" >&2; exit 2 ;;
+    *) echo "$cases: unknown kind '$kind' (render, speech, codec, kernel or test)" >&2; exit 2 ;;
   esac
   mps=""
   for e in "${envs[@]}"; do [ "$e" = MPS=1 ] && mps="$results/$name.mps"; done

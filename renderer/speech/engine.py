@@ -78,9 +78,12 @@ class EngineOptions:
     # decode_threads_on_each_gpu says (2 on a large GPU). 1 with a compiled codec.
     decode_threads: int = 0
     # The codec's narrower residual units as Triton kernels on a GPU (Codec `fused`, renderer/codec_kernels.py):
-    # activation, convolution, bias and residual in one kernel each. Not with compile_codec. Not yet measured on a
-    # GPU: off until it is.
+    # activation, convolution, bias and residual in one kernel each. Not with compile_codec. Alone, on an H200,
+    # 1,205x against 1,030x eager (64 x 150 frames, eleventh session); off until measured in a whole render.
     codec_fused: bool = False
+    # The codec's first this many up-sampling stages channels-last, the rest plain (Codec `wide_stages`): the
+    # first stage ran 3x faster so on an H200. Not yet measured whole: 0 until it is.
+    codec_wide_stages: int = 0
     # Each engine, with its vLLM frontend, in a process of its own (renderer/speech/frontends.py):
     # stepped in turn from this process, each engine waits for the others' outputs to refill its
     # slots. None: where several engines run on a GPU. On an H200, 3 engines: 694x against 612x, their
