@@ -66,7 +66,7 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = Fals
     and the first this many up-sampling stages so (their layers are wide, their samples few), the rest as
     1-D convolutions on plain tensors.
 
-    fused: each residual unit of at most FUSED_MOST_CHANNELS channels as two Triton kernels
+    fused: each residual unit of at most `fused_channels` channels as two Triton kernels
     (`codec_kernels.snake_conv`: activation, convolution, bias and residual in one), its activations
     in float32 where torch's round each op to the decoder's dtype."""
     import torch
@@ -181,13 +181,13 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = Fals
             building["wide"] = channels_last or wide_stages > 0
             self.pre = Conv(d.pre_conv)
             self.stages = torch.nn.ModuleList()
-            self.wide = []  # each stage's layout
+            self.wide_at = []  # each stage's layout: channels-last or not
             for k, (act, up, layer) in enumerate(zip(d.activations, d.up_sample_conv_layers, d.res_layers, strict=True)):
                 building["wide"] = channels_last or k < wide_stages
                 chains = torch.nn.ModuleList(torch.nn.Sequential(*(Residual(b) for b in block.res_blocks))
                                              for block in layer.res_blocks)
                 self.stages.append(torch.nn.ModuleList([Activation(act), UpSample(up), chains]))
-                self.wide.append(building["wide"])
+                self.wide_at.append(building["wide"])
             building["wide"] = channels_last
             self.post_act, self.post = Activation(d.post_activation), Conv(d.post_conv)
 
@@ -214,7 +214,7 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = Fals
         def stage(self, x, k: int):
             """The k-th upsampling stage: activation, transposed convolution, residual blocks."""
             act, up, chains = self.stages[k]
-            x = up(act(self.laid_out(x, self.wide[k])))
+            x = up(act(self.laid_out(x, self.wide_at[k])))
             return sum(chain(x) for chain in chains) / len(chains)  # HiFiGANResLayer: the mean of its blocks
 
         def leave(self, x):

@@ -62,8 +62,8 @@ def _snake_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, y_ptr, channels, l
 
 # Lengths and strides change with every batch: not specialized on (Triton would compile again for each new
 # divisibility by 16, possibly on a second decoding thread). Nor are the taps and the dilation: as constants
-# they made 24 variants a precision, 1.5-5 s of compiling each on an H200 (eleventh session), for a loop that
-# the tensor cores' time outweighs; now a decoder has 4 (residual or not, 32- or 64-channel blocks).
+# they made 24 variants a precision, 1.5-5 s of compiling each on an H200 (eleventh session); now a decoder has
+# 4 (residual or not, 32- or 64-channel blocks), its taps a loop at run time (all its measurements are of this).
 @triton.jit(do_not_specialize=["x_batch", "x_chan", "res_batch", "res_chan", "c_in", "c_out", "length", "snake",
                                "taps", "dilation"])
 def _snake_conv_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr, res_ptr, res_batch, res_chan,

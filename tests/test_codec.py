@@ -85,10 +85,10 @@ def test_our_decoder_gives_nemos_audio(tiny_models, precision):
 def test_channels_last_decoder_gives_the_same_audio(tiny_models, codec):
     wide = load_codec(str(tiny_models[1]), device="cpu", channels_last=True)
     assert wide.decoder.pre.weight.dim() == 4 and wide.decoder.pre.weight.is_contiguous(memory_format=torch.channels_last)
-    assert wide.decoder.wide == [True] * len(UPSAMPLE_RATES) and wide.decoder.post.weight.dim() == 4
+    assert wide.decoder.wide_at == [True] * len(UPSAMPLE_RATES) and wide.decoder.post.weight.dim() == 4
     first_two = load_codec(str(tiny_models[1]), device="cpu", wide_stages=2)  # then plain tensors
     assert first_two.decoder.pre.wide and not first_two.decoder.post.wide
-    assert first_two.decoder.wide == [True, True] + [False] * (len(UPSAMPLE_RATES) - 2)
+    assert first_two.decoder.wide_at == [True, True] + [False] * (len(UPSAMPLE_RATES) - 2)
     assert first_two.decoder.stages[2][1].weight.dim() == 3
     rng = np.random.default_rng(4)
     codes = [rng.integers(0, 4032, size=(4, n)) for n in (30, 7, 51)]
