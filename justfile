@@ -54,6 +54,8 @@ bench:
     python bench/codec_bench.py --codec /tmp/models/codec.nemo
     python bench/codec_bench.py --codec /tmp/models/codec.nemo --new-shapes --cases bf16:eager,bf16:tuned,bf16:compiled
     python bench/codec_bench.py --codec /tmp/models/codec.nemo --mixed 1000 --cases bf16:eager,bf16:wide-compiled
+    python bench/codec_bench.py --codec /tmp/models/codec.nemo --batches 64 --cases bf16:eager,bf16:fused,bf16:fused-apart,bf16:wide2-fused
+    python bench/snake_conv_bench.py
     python bench/codec_bench.py --codec /tmp/models/codec.nemo --profile
     python bench/render_bench.py --models /tmp/models --repeat 30
     python bench/render_bench.py --models /tmp/models --repeat 30 --replicas 1 --case "1 engine"
