@@ -179,13 +179,14 @@ def load_case(path: str, case: str):
     """The codec as a case names it, PRECISION:HOW. HOW: eager, tuned (cuDNN picks conv algorithms), compiled,
     fused (the residual units of at most FUSED_MOST_CHANNELS channels as Triton kernels; fusedN: of at most N;
     "-apart" after it: their activations as kernels of their own), or nemo (NeMo's own decoder module); "wide-"
-    before it: channels-last, "wideN-": only the first N stages so."""
+    before it: channels-last, "wideN-": only the first N stages so; "act-" before HOW: the activations as Triton
+    kernels (kernel_activations)."""
     precision, how = case.split(":")
     wide = re.match(r"wide(\d*)-", how)
     fused = re.search(r"fused(\d*)(-apart)?$", how)
     codec = load_codec(path, precision=precision, tune_convs=how.endswith("tuned"), compile=how.endswith("compiled"),
                        channels_last=bool(wide and not wide[1]), wide_stages=int(wide[1]) if wide and wide[1] else 0,
-                       fused=bool(fused), fused_apart=bool(fused and fused[2]),
+                       fused=bool(fused), fused_apart=bool(fused and fused[2]), kernel_activations="act-" in how,
                        fused_channels=int(fused[1] or codec_module.FUSED_MOST_CHANNELS) if fused else 0)
     if how == "nemo":
         codec.decoder = nemo_decoder(codec.model.audio_decoder)

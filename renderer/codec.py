@@ -51,7 +51,8 @@ class CodecError(RendererError):
 
 
 def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = False,
-                   fused_channels: int = FUSED_MOST_CHANNELS, fused_apart: bool = False, wide_stages: int = 0):
+                   fused_channels: int = FUSED_MOST_CHANNELS, fused_apart: bool = False, wide_stages: int = 0,
+                   kernel_activations: bool = False):
     """NeMo's CausalHiFiGANDecoder as a plain torch module with the same weights (weight norm
     folded in) and the same arithmetic, without NeMo's type checks and length masks, so that
     torch.compile can trace it whole. Every layer is causal, so what the masks zero (samples past a
@@ -68,13 +69,15 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = Fals
 
     fused: each residual unit of at most `fused_channels` channels as two Triton kernels
     (`codec_kernels.snake_conv`: activation, convolution, bias and residual in one), its activations
-    in float32 where torch's round each op to the decoder's dtype."""
+    in float32 where torch's round each op to the decoder's dtype. kernel_activations: every other activation
+    (in the plain layout) as one Triton kernel (`codec_kernels.activate`) instead of torch's five to seven, which
+    also writes the next convolution's left padding, so that F.pad's copy goes too."""
     import torch
     import torch.nn.functional as F
     from nemo.collections.common.parts.utils import ClampActivation, HalfSnake, Snake
 
-    if fused:
-        from renderer.codec_kernels import snake_conv
+    if fused or kernel_activations:
+        from renderer.codec_kernels import activate, snake_conv
 
     building = {"wide": channels_last}  # whether the layers being built run channels-last
 
@@ -107,13 +110,24 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = Fals
             self.whole = isinstance(inner, Snake)
             self.slope = getattr(relu, "negative_slope", 0.0)
 
+        def flat(self):
+            """alpha and its inverse as the kernels take them: (channels,), or None for leaky ReLU alone."""
+            return (None, None) if self.alpha is None else (self.alpha.view(-1), self.inverse.view(-1))
+
         def then(self, conv, x, residual=None):
             """conv(self(x)) (+ residual), as one kernel (`fused` only)."""
-            alpha, inverse = (None, None) if self.alpha is None else (self.alpha.view(-1), self.inverse.view(-1))
+            alpha, inverse = self.flat()
             return snake_conv(x, alpha, inverse, self.snake, self.slope, conv.taps, conv.bias, conv.dilation, residual,
                               apart=fused_apart)
 
+        def padded(self, x, pad: int):
+            """self(x) after `pad` zeros, as one kernel (`kernel_activations`, the plain layout, only)."""
+            alpha, inverse = self.flat()
+            return activate(x, alpha, inverse, self.snake, self.slope, pad)
+
         def forward(self, x):
+            if kernel_activations and x.dim() == 3:
+                return self.padded(x, 0)
             if self.alpha is None:
                 return F.leaky_relu(x, self.slope)
             head = x[:, : self.snake]
@@ -134,6 +148,12 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = Fals
             self.wide = building["wide"]
             if fused and not self.wide:  # the weight as the kernel reads it: (taps, out, in)
                 self.taps = torch.nn.Parameter(self.weight.detach().permute(2, 0, 1).contiguous(), requires_grad=False)
+
+        def of(self, act, x):
+            """self(act(x)); with kernel_activations, the activation and this convolution's padding one kernel."""
+            if kernel_activations and not self.wide:
+                return F.conv1d(act.padded(x, self.reach), self.weight, self.bias, dilation=self.dilation)
+            return self(act(x))
 
         def forward(self, x):
             if self.wide:  # padded both sides, the right overhang dropped
@@ -168,7 +188,7 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = Fals
         def forward(self, x):
             if fused and x.shape[1] <= fused_channels and x.dim() == 3:
                 return self.act_skip.then(self.conv_skip, self.act_in.then(self.conv_in, x), residual=x)
-            return x + self.conv_skip(self.act_skip(self.conv_in(self.act_in(x))))
+            return x + self.conv_skip.of(self.act_skip, self.conv_in.of(self.act_in, x))
 
     class Decoder(torch.nn.Module):
         def __init__(self):
@@ -219,7 +239,7 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = Fals
 
         def leave(self, x):
             """The last activation and convolution, and the output's clamp (or tanh)."""
-            x = self.post(self.post_act(self.laid_out(x, self.post.wide)))[:, 0]
+            x = self.post.of(self.post_act, self.laid_out(x, self.post.wide))[:, 0]
             x = x[:, 0] if self.post.wide else x
             return x.clamp(*self.clamp) if self.clamp else torch.tanh(x)
 
@@ -233,7 +253,8 @@ def runs_channels_last(compile: bool, on_gpu: bool) -> bool:
 
 def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_convs: bool = False,
                compile: bool = False, channels_last: bool | None = None, fused: bool = False,
-               fused_channels: int = FUSED_MOST_CHANNELS, fused_apart: bool = False, wide_stages: int = 0):
+               fused_channels: int = FUSED_MOST_CHANNELS, fused_apart: bool = False, wide_stages: int = 0,
+               kernel_activations: bool = False):
     """Load the codec from a local `.nemo` file (restore_from) or a hub id (from_pretrained).
 
     precision: the decoder's weights and activations, "bf16" or "fp32" ("auto": bf16 on a GPU, fp32
@@ -245,7 +266,8 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_
     channels-last tensors (`_plain_decoder`); None: as CHANNELS_LAST says. wide_stages: only the first
     convolution and this many up-sampling stages so. fused: on a GPU, neither
     compiled nor channels-last, the residual units of at most `fused_channels` channels as Triton kernels
-    (`_plain_decoder`); fused_apart: their activations as kernels of their own, not at each tap. Returns
+    (`_plain_decoder`); fused_apart: their activations as kernels of their own, not at each tap.
+    kernel_activations: on a GPU, not compiled, the other activations as Triton kernels too. Returns
     a `Codec`. Raises CodecError with one line when it cannot be loaded.
 
     (The decoder as CUDA graphs, one replay for every 8 takes, was built and measured on 2026-12-01: no
@@ -281,7 +303,8 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_
     model = model.eval()
     if precision == "bf16":
         model = model.to(torch.bfloat16)  # NeMo's decode casts the dequantized codes to the model's dtype
-    return Codec(model, device, compile, channels_last, fused, fused_channels, fused_apart, wide_stages)
+    return Codec(model, device, compile, channels_last, fused, fused_channels, fused_apart, wide_stages,
+                 kernel_activations)
 
 
 class Codec:
@@ -289,7 +312,8 @@ class Codec:
     dequantizer, then our plain copy of its decoder (`_plain_decoder`)."""
 
     def __init__(self, model, device: str, compile: bool = False, channels_last: bool = False, fused: bool = False,
-                 fused_channels: int = FUSED_MOST_CHANNELS, fused_apart: bool = False, wide_stages: int = 0):
+                 fused_channels: int = FUSED_MOST_CHANNELS, fused_apart: bool = False, wide_stages: int = 0,
+                 kernel_activations: bool = False):
         import torch
 
         self.model = model
@@ -300,15 +324,16 @@ class Codec:
                 f"KaniTTS needs {SAMPLE_RATE} Hz, {SAMPLES_PER_FRAME}"
             )
         self.fused = fused and not compile and not channels_last and _kernels_usable(device)
+        self.kernel_activations = kernel_activations and not compile and not channels_last and _kernels_usable(device)
         self.decoder = _plain_decoder(model.audio_decoder, channels_last, self.fused, fused_channels, fused_apart,
-                                      wide_stages)
+                                      wide_stages, self.kernel_activations)
         self.least_rows = 1
         self.most_rows = sys.maxsize  # takes a batch; halved by decode when the GPU runs out of memory
         self.frames = self.padded = 0  # frames of takes decoded, and of the padded batches they went in
         self.counting = threading.Lock()  # decode may run on several threads at once
         self.streams = threading.local()  # on a GPU, each decoding thread's own CUDA stream
         self.threads = 0  # threads that have decoded on the GPU so far
-        if self.fused and device.startswith("cuda"):  # Triton compiles each kernel variant now, not on two threads
+        if (self.fused or self.kernel_activations) and device.startswith("cuda"):  # Triton compiles its variants now
             self.decode([np.zeros((NUM_CODEBOOKS, PAD_FRAMES), np.int64)])
         if compile:  # batch and length vary: one graph with symbolic sizes, not one per shape
             self.decoder = torch.compile(self.decoder, dynamic=True)

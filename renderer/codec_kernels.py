@@ -43,21 +43,24 @@ def _activation(x, alpha, inverse, is_snake, slope, FAST_SIN: tl.constexpr):
     return tl.where(is_snake, x + inverse * wave * wave, tl.where(x >= 0, x, x * slope))
 
 
-@triton.jit(do_not_specialize=["x_batch", "x_chan", "channels", "length", "snake"])
-def _snake_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, y_ptr, channels, length, snake, slope,
+@triton.jit(do_not_specialize=["x_batch", "x_chan", "channels", "length", "snake", "pad"])
+def _snake_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, y_ptr, channels, length, snake, slope, pad,
                   FAST_SIN: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
-    """The activation alone, into a contiguous tensor (`activate`)."""
+    """The activation alone, into a contiguous tensor `pad` samples longer, those first (`activate`): y[t] =
+    act(x[t - pad]), and act(0) = 0 for Snake and leaky ReLU alike, so the padding is zeros."""
     t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     row = tl.program_id(1)
     c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
     is_snake = c < snake
     alpha = tl.load(alpha_ptr + c, mask=is_snake, other=1.0).to(tl.float32)
     inverse = tl.load(inv_ptr + c, mask=is_snake, other=0.0).to(tl.float32)
-    inside = (c[:, None] < channels) & (t[None, :] < length)
-    x = tl.load(x_ptr + row * x_batch + c[:, None] * x_chan + t[None, :], mask=inside, other=0.0).to(tl.float32)
+    written = (c[:, None] < channels) & (t[None, :] < length + pad)
+    at = t - pad
+    x = tl.load(x_ptr + row * x_batch + c[:, None] * x_chan + at[None, :], mask=written & (at[None, :] >= 0),
+                other=0.0).to(tl.float32)
     act = _activation(x, alpha[:, None], inverse[:, None], is_snake[:, None], slope, FAST_SIN)
-    tl.store(y_ptr + row * channels * length + c[:, None] * length + t[None, :], act.to(y_ptr.dtype.element_ty),
-             mask=inside)
+    tl.store(y_ptr + row * channels * (length + pad) + c[:, None] * (length + pad) + t[None, :],
+             act.to(y_ptr.dtype.element_ty), mask=written)
 
 
 # Lengths and strides change with every batch: not specialized on (Triton would compile again for each new
@@ -169,17 +172,18 @@ def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tenso
 
 
 def activate(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor | None, snake: int,
-             slope: float) -> torch.Tensor:
+             slope: float, pad: int = 0) -> torch.Tensor:
     """act(x) as `snake_conv` applies it, as one kernel: x (batch, channels, samples), its samples contiguous;
-    the result contiguous, x's dtype."""
+    the result contiguous, x's dtype, after `pad` zeros (a causal convolution's left padding, written in the
+    same pass: no copy by F.pad)."""
     rows, channels, length = x.shape
     if x.stride(2) != 1:
         x = x.contiguous()
-    y = torch.empty((rows, channels, length), dtype=x.dtype, device=x.device)
+    y = torch.empty((rows, channels, pad + length), dtype=x.dtype, device=x.device)
     if alpha is None:  # leaky ReLU only: any tensor stands in, none of it is read
         alpha = inverse = y
     block_t, block_c = 256, min(32, triton.next_power_of_2(channels))
-    grid = (triton.cdiv(length, block_t), rows, triton.cdiv(channels, block_c))
-    _snake_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, y, channels, length, snake, float(slope),
+    grid = (triton.cdiv(pad + length, block_t), rows, triton.cdiv(channels, block_c))
+    _snake_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, y, channels, length, snake, float(slope), pad,
                         FAST_SIN=x.is_cuda, BLOCK_T=block_t, BLOCK_C=block_c, num_warps=4)
     return y

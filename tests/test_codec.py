@@ -244,11 +244,13 @@ def test_the_fused_kernel_is_activation_convolution_bias_and_residual(interprete
         if apart:
             activated = interpreted_kernels.activate(x, alpha, inverse, snake, 0.1)
             assert activated.is_contiguous() and torch.allclose(activated, act, atol=1e-5, rtol=1e-5)
+            padded = interpreted_kernels.activate(x, alpha, inverse, snake, 0.1, pad=6)  # a convolution's padding too
+            assert torch.allclose(padded, F.pad(act, (6, 0)), atol=1e-5, rtol=1e-5)
     unadded = interpreted_kernels.snake_conv(x, None, None, 0, 0.1, weight.permute(2, 0, 1).contiguous(), bias, 3)
     assert torch.allclose(unadded, want - residual, atol=1e-4, rtol=1e-4)
 
 
-def test_the_fused_decoder_gives_the_plain_decoders_audio(tiny_models, codec, interpreted_kernels, monkeypatch):
+def test_the_kernel_decoders_give_the_plain_decoders_audio(tiny_models, codec, interpreted_kernels, monkeypatch):
     monkeypatch.setattr(interpreted_kernels, "BLOCK_T", 1024)  # fewer programs: the interpreter runs each in Python
     fused = load_codec(str(tiny_models[1]), device="cpu", fused=True)
     assert fused.fused and not load_codec(str(tiny_models[1]), device="cpu", fused=True, compile=False,
@@ -259,7 +261,9 @@ def test_the_fused_decoder_gives_the_plain_decoders_audio(tiny_models, codec, in
     activations = []  # the kernels activating apart (fused_apart), counted
     monkeypatch.setattr(interpreted_kernels, "activate", lambda *args, act=interpreted_kernels.activate:
                         activations.append(1) or act(*args))
-    for each, apart in ((fused, False), (load_codec(str(tiny_models[1]), device="cpu", fused=True, fused_apart=True), True)):
+    for each, apart in ((fused, False), (load_codec(str(tiny_models[1]), device="cpu", fused=True, fused_apart=True), True),
+                        (load_codec(str(tiny_models[1]), device="cpu", kernel_activations=True), True),
+                        (load_codec(str(tiny_models[1]), device="cpu", kernel_activations=True, wide_stages=2), True)):
         activations.clear()
         (got,) = each.decode(codes)
         assert got.shape == want.shape and bool(activations) == apart

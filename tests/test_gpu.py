@@ -95,8 +95,9 @@ def test_decoding_threads_on_streams_of_their_own_match_one_thread(full_models):
 
 
 def test_fused_decoder_matches_the_eager_one(full_models):
-    """The residual units as Triton kernels (Codec fused), against the eager decoder in float32: the same
-    audio in float32 (cuDNN's convolutions may run in TF32), close in bf16 (the decoder's default)."""
+    """The residual units as Triton kernels (Codec fused; also activated apart, and with the other activations
+    as kernels), against the eager decoder in float32: the same audio in float32 (cuDNN's convolutions may run
+    in TF32), close in bf16 (the decoder's default)."""
     import numpy as np
 
     from renderer.codec import load_codec
@@ -112,10 +113,11 @@ def test_fused_decoder_matches_the_eager_one(full_models):
                                  max(float(np.sum((g.astype(np.float64) - w) ** 2)), 1e-30))
                    for g, w in zip(got, want, strict=True))
 
-    for precision, least_db, apart in (("fp32", 40, False), ("bf16", 30, False), ("bf16", 30, True)):
-        fused = load_codec(path, precision=precision, fused=True, fused_apart=apart)
+    for precision, least_db, how in (("fp32", 40, {}), ("bf16", 30, {}), ("bf16", 30, {"fused_apart": True}),
+                                     ("bf16", 30, {"kernel_activations": True})):
+        fused = load_codec(path, precision=precision, fused=True, **how)
         assert fused.fused
         got = fused.decode(codes)
         assert [g.shape for g in got] == [w.shape for w in want]
-        print(f"fused {precision}{', activated apart' if apart else ''}: {snr(got):.1f} dB from the eager fp32 decoder")
+        print(f"fused {precision} {how}: {snr(got):.1f} dB from the eager fp32 decoder")
         assert snr(got) > least_db
