@@ -233,6 +233,8 @@ def main() -> None:
                         help="the codec's narrower residual units as Triton kernels (Codec fused)")
     parser.add_argument("--codec-wide-stages", type=int, default=EngineOptions.codec_wide_stages,
                         help="the codec's first this many up-sampling stages channels-last (Codec wide_stages)")
+    parser.add_argument("--codec-kernel-activations", action="store_true",
+                        help="the codec's other activations as Triton kernels (Codec kernel_activations)")
     parser.add_argument("--decode-threads", type=int, default=EngineOptions.decode_threads,
                         help="threads decoding at once on each GPU, each on a CUDA stream of its own; 0: the "
                              "renderer's choice (EngineOptions.decode_threads_on_each_gpu; decode_s is summed over them)")
@@ -268,7 +270,8 @@ def main() -> None:
                            async_scheduling=args.async_, compile_codec=args.compile_codec,
                            data_parallel=args.data_parallel, engine_processes=args.engine_processes,
                            engine_core_inline=args.engine_core_inline, decode_threads=args.decode_threads,
-                           codec_fused=args.codec_fused, codec_wide_stages=args.codec_wide_stages)
+                           codec_fused=args.codec_fused, codec_wide_stages=args.codec_wide_stages,
+                           codec_kernel_activations=args.codec_kernel_activations)
     with tempfile.TemporaryDirectory() as out, PeakMemory() as memory, CpuUse() as cpu:
         options = RenderOptions(voice=voice, out=Path(out), fmt="flac", engine=engine, progress=args.progress)
         report = render_book(book, options, cluster=RayOptions(engines=args.ray_engines) if args.ray else None)
@@ -318,6 +321,7 @@ def main() -> None:
         "peak_gib_by_gpu": {k: round(v, 2) for k, v in memory.by_gpu.items()},
         "order": args.order, "decode": args.decode, "decode_threads": engine.decode_threads_on_each_gpu(),
         "codec_fused": args.codec_fused, "codec_wide_stages": args.codec_wide_stages,
+        "codec_kernel_activations": args.codec_kernel_activations,
         "chapter_workers": args.chapter_workers, "admit_together": args.admit_together, "cpus": os.cpu_count(),
         # Cores in use by kind of process while the engines generated (engines ready to the last take made).
         "cores_generating": cpu.between(report.marks.get("engines_ready", 0.0), report.marks.get("last_made", 0.0)),

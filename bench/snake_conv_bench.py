@@ -1,7 +1,8 @@
 """The fused residual-unit kernel alone (renderer/codec_kernels.snake_conv) against the eager decoder's
 same steps (half-snake, left padding, cuDNN's convolution), at each width the decoder fuses, over tile
 sizes, warps and pipeline stages: which configuration, if any, beats eager at 108, 54 and 27 channels.
-Also the activation apart (`snake_conv(apart=True)`: one activation kernel, then the convolution alone).
+Also the activation apart (`snake_conv(apart=True)`: one activation kernel, then the convolution alone), and
+the activation kernel before cuDNN's convolution (the decoder's `kernel_activations`).
 
     python bench/snake_conv_bench.py [--rows 16] [--frames 150] [--repeat 5] [--apart fused,apart]
 
@@ -46,7 +47,7 @@ def one_stage(channels: int, per_frame: int, args, gpu: str, date: str) -> list[
     import torch.nn.functional as F
     from triton.runtime.errors import OutOfResources
 
-    from renderer.codec_kernels import snake_conv
+    from renderer.codec_kernels import activate, snake_conv
 
     length, snake = args.frames * per_frame, channels // 2
     x = torch.randn(args.rows, channels, length, device="cuda", dtype=torch.bfloat16)
@@ -69,10 +70,18 @@ def one_stage(channels: int, per_frame: int, args, gpu: str, date: str) -> list[
         act = torch.cat([head, F.leaky_relu(x[:, snake:], SLOPE)], dim=1)
         return F.conv1d(F.pad(act, ((TAPS - 1) * DILATION, 0)), weight, bias, dilation=DILATION)
 
+    def activated():  # the decoder's kernel_activations: one kernel activating and padding, then cuDNN
+        padded = activate(x, alpha, inverse, snake, SLOPE, pad=(TAPS - 1) * DILATION)
+        return F.conv1d(padded, weight, bias, dilation=DILATION)
+
     eager()
     base, want = median_seconds(eager, args.repeat)
     rows = [row("eager", base, base)]
     print(rows[-1], flush=True)
+    activated()
+    seconds, got = median_seconds(activated, args.repeat)
+    rows.append(row("activation kernel, then cuDNN", seconds, base))
+    print(rows[-1], f"relative error {float((got.float() - want.float()).norm() / want.float().norm()):.1e}", flush=True)
     for apart, tiles in [(way, tiles) for way in args.apart for tiles in configurations(channels, way)]:
         def fused(tiles=tiles, apart=apart):
             return snake_conv(x, alpha, inverse, snake, SLOPE, taps, bias, DILATION, tiles=tiles, apart=apart)

@@ -516,7 +516,8 @@ def _render_here(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec_
         begun = time.perf_counter()
         for device in devices:
             codec = load_codec(codec_source, device=device, compile=options.compile_codec, fused=options.codec_fused,
-                               wide_stages=options.codec_wide_stages)
+                               wide_stages=options.codec_wide_stages,
+                               kernel_activations=options.codec_kernel_activations)
             for _ in range(threads):
                 codecs.put(codec)
         run.seconds["codec_load"] = time.perf_counter() - begun

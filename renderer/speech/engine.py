@@ -84,6 +84,9 @@ class EngineOptions:
     # The codec's first this many up-sampling stages channels-last, the rest plain (Codec `wide_stages`): the
     # first stage ran 3x faster so on an H200. Not yet measured whole: 0 until it is.
     codec_wide_stages: int = 0
+    # The codec's other activations as one Triton kernel each, the next convolution's padding written by it
+    # (Codec `kernel_activations`). Not yet measured on a GPU: off until it is.
+    codec_kernel_activations: bool = False
     # Each engine, with its vLLM frontend, in a process of its own (renderer/speech/frontends.py):
     # stepped in turn from this process, each engine waits for the others' outputs to refill its
     # slots. None: where several engines run on a GPU. On an H200, 3 engines: 694x against 612x, their
