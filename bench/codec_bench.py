@@ -37,7 +37,7 @@ import numpy as np
 from results_table import append_rows, device_name  # bench/, beside this script
 
 from renderer import codec as codec_module
-from renderer.codec import CODEBOOK_SIZE, FRAMES_PER_SECOND, NUM_CODEBOOKS, load_codec
+from renderer.codec import CODEBOOK_SIZE, FRAMES_PER_SECOND, NUM_CODEBOOKS, DecoderPlan, load_codec
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = 150  # a twelve-second take
@@ -126,7 +126,7 @@ def stage_times(codec, rows: int, frames: int, repeat: int) -> list[dict]:
                 + [(f"stage {k + 1}", lambda x, k=k: decoder.stage(x, k)) for k in range(len(decoder.stages))]
                 + [("last convolution", decoder.leave)])
 
-    counted = codec_module._plain_decoder(codec.model.audio_decoder) if codec.fused else codec.decoder
+    counted = codec_module._plain_decoder(codec.model.audio_decoder)  # its layers are modules: the hooks see each
     current = [""]
     work, hooks = counting_work(counted, rows * frames, lambda out: current[0])
     out, x = [], None
@@ -184,10 +184,11 @@ def load_case(path: str, case: str):
     precision, how = case.split(":")
     wide = re.match(r"wide(\d*)-", how)
     fused = re.search(r"fused(\d*)(-apart)?$", how)
-    codec = load_codec(path, precision=precision, tune_convs=how.endswith("tuned"), compile=how.endswith("compiled"),
-                       channels_last=bool(wide and not wide[1]), wide_stages=int(wide[1]) if wide and wide[1] else 0,
-                       fused=bool(fused), fused_apart=bool(fused and fused[2]), kernel_activations="act-" in how,
+    plan = DecoderPlan(wide_stages=int(wide[1]) if wide and wide[1] else 0, kernel_activations="act-" in how,
+                       fused=bool(fused), fused_apart=bool(fused and fused[2]),
                        fused_channels=int(fused[1] or codec_module.FUSED_MOST_CHANNELS) if fused else 0)
+    codec = load_codec(path, precision=precision, tune_convs=how.endswith("tuned"), compile=how.endswith("compiled"),
+                       channels_last=bool(wide and not wide[1]), plan=plan)
     if how == "nemo":
         codec.decoder = nemo_decoder(codec.model.audio_decoder)
     return codec

@@ -28,7 +28,7 @@ from renderer import cluster, render
 from renderer import codec as codec_module
 from renderer.book import Book
 from renderer.cluster import RayOptions
-from renderer.codec import FRAMES_PER_SECOND
+from renderer.codec import FRAMES_PER_SECOND, DecoderPlan
 from renderer.read import read_book
 from renderer.render import RenderOptions, render_book
 from renderer.speech import engine as engine_module
@@ -231,7 +231,7 @@ def main() -> None:
                         help="processes mastering and writing chapters")
     parser.add_argument("--codec-fused", action="store_true",
                         help="the codec's narrower residual units as Triton kernels (Codec fused)")
-    parser.add_argument("--codec-wide-stages", type=int, default=EngineOptions.codec_wide_stages,
+    parser.add_argument("--codec-wide-stages", type=int, default=0,
                         help="the codec's first this many up-sampling stages channels-last (Codec wide_stages)")
     parser.add_argument("--codec-kernel-activations", action="store_true",
                         help="the codec's other activations as Triton kernels (Codec kernel_activations)")
@@ -270,8 +270,8 @@ def main() -> None:
                            async_scheduling=args.async_, compile_codec=args.compile_codec,
                            data_parallel=args.data_parallel, engine_processes=args.engine_processes,
                            engine_core_inline=args.engine_core_inline, decode_threads=args.decode_threads,
-                           codec_fused=args.codec_fused, codec_wide_stages=args.codec_wide_stages,
-                           codec_kernel_activations=args.codec_kernel_activations)
+                           codec_plan=DecoderPlan(wide_stages=args.codec_wide_stages, fused=args.codec_fused,
+                                                  kernel_activations=args.codec_kernel_activations))
     with tempfile.TemporaryDirectory() as out, PeakMemory() as memory, CpuUse() as cpu:
         options = RenderOptions(voice=voice, out=Path(out), fmt="flac", engine=engine, progress=args.progress)
         report = render_book(book, options, cluster=RayOptions(engines=args.ray_engines) if args.ray else None)

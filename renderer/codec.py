@@ -12,6 +12,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,9 +51,32 @@ class CodecError(RendererError):
     """The codec could not be loaded: one line for the user."""
 
 
-def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = False,
-                   fused_channels: int = FUSED_MOST_CHANNELS, fused_apart: bool = False, wide_stages: int = 0,
-                   kernel_activations: bool = False):
+@dataclass(frozen=True)
+class DecoderPlan:
+    """How `_plain_decoder` runs its layers, beyond channels_last: all off by default, each measured or
+    waiting to be (bench/README.md, "Eleventh session"). The Triton kernels (renderer/codec_kernels.py) run
+    only on a GPU, in a decoder neither compiled nor wholly channels-last; `Codec` turns them off elsewhere."""
+
+    # the first convolution and this many up-sampling stages channels-last (their layers wide, their samples
+    # few), the rest as 1-D convolutions on plain tensors
+    wide_stages: int = 0
+    # each residual unit of at most fused_channels channels as two Triton kernels (`codec_kernels.snake_conv`:
+    # activation, convolution, bias and residual in one), its activations in float32 where torch's round each
+    # op to the decoder's dtype; fused_apart: their activations as kernels of their own, not at each tap
+    fused: bool = False
+    fused_channels: int = FUSED_MOST_CHANNELS
+    fused_apart: bool = False
+    # every other activation (in the plain layout) as one Triton kernel (`codec_kernels.activate`) instead of
+    # torch's five to seven, which also writes the next convolution's left padding, so that F.pad's copy goes too
+    kernel_activations: bool = False
+
+    @property
+    def kernels(self) -> bool:
+        """Whether any part runs as a Triton kernel."""
+        return self.fused or self.kernel_activations
+
+
+def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan = DecoderPlan()):
     """NeMo's CausalHiFiGANDecoder as a plain torch module with the same weights (weight norm
     folded in) and the same arithmetic, without NeMo's type checks and length masks, so that
     torch.compile can trace it whole. Every layer is causal, so what the masks zero (samples past a
@@ -63,20 +87,13 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = Fals
     channels-last, cuDNN's native layout on a GPU, so that no convolution copies its input and output
     between layouts; a causal convolution is then padded on both sides and its right overhang
     dropped (F.pad first, compiled, was no faster: bench/README.md, "Seventh session"). Same weights;
-    the arithmetic differs only in the kernels' order of summation. wide_stages: only the first convolution
-    and the first this many up-sampling stages so (their layers are wide, their samples few), the rest as
-    1-D convolutions on plain tensors.
-
-    fused: each residual unit of at most `fused_channels` channels as two Triton kernels
-    (`codec_kernels.snake_conv`: activation, convolution, bias and residual in one), its activations
-    in float32 where torch's round each op to the decoder's dtype. kernel_activations: every other activation
-    (in the plain layout) as one Triton kernel (`codec_kernels.activate`) instead of torch's five to seven, which
-    also writes the next convolution's left padding, so that F.pad's copy goes too."""
+    the arithmetic differs only in the kernels' order of summation. plan: the rest (`DecoderPlan`)."""
     import torch
     import torch.nn.functional as F
     from nemo.collections.common.parts.utils import ClampActivation, HalfSnake, Snake
 
-    if fused or kernel_activations:
+    fused, kernel_activations = plan.fused, plan.kernel_activations
+    if plan.kernels:
         from renderer.codec_kernels import activate, snake_conv
 
     building = {"wide": channels_last}  # whether the layers being built run channels-last
@@ -118,7 +135,7 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = Fals
             """conv(self(x)) (+ residual), as one kernel (`fused` only)."""
             alpha, inverse = self.flat()
             return snake_conv(x, alpha, inverse, self.snake, self.slope, conv.taps, conv.bias, conv.dilation, residual,
-                              apart=fused_apart)
+                              apart=plan.fused_apart)
 
         def padded(self, x, pad: int):
             """self(x) after `pad` zeros, as one kernel (`kernel_activations`, the plain layout, only)."""
@@ -186,7 +203,7 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = Fals
             self.act_skip, self.conv_skip = Activation(nemo.skip_activation), Conv(nemo.skip_conv)
 
         def forward(self, x):
-            if fused and x.shape[1] <= fused_channels and x.dim() == 3:
+            if fused and x.shape[1] <= plan.fused_channels and x.dim() == 3:
                 return self.act_skip.then(self.conv_skip, self.act_in.then(self.conv_in, x), residual=x)
             return x + self.conv_skip.of(self.act_skip, self.conv_in.of(self.act_in, x))
 
@@ -198,12 +215,12 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, fused: bool = Fals
                 raise unsupported(f"output {type(d.out_activation).__name__}")
             out = d.out_activation
             self.clamp = (out.min_value, out.max_value) if isinstance(out, ClampActivation) else None
-            building["wide"] = channels_last or wide_stages > 0
+            building["wide"] = channels_last or plan.wide_stages > 0
             self.pre = Conv(d.pre_conv)
             self.stages = torch.nn.ModuleList()
             self.wide_at = []  # each stage's layout: channels-last or not
             for k, (act, up, layer) in enumerate(zip(d.activations, d.up_sample_conv_layers, d.res_layers, strict=True)):
-                building["wide"] = channels_last or k < wide_stages
+                building["wide"] = channels_last or k < plan.wide_stages
                 chains = torch.nn.ModuleList(torch.nn.Sequential(*(Residual(b) for b in block.res_blocks))
                                              for block in layer.res_blocks)
                 self.stages.append(torch.nn.ModuleList([Activation(act), UpSample(up), chains]))
@@ -252,9 +269,7 @@ def runs_channels_last(compile: bool, on_gpu: bool) -> bool:
 
 
 def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_convs: bool = False,
-               compile: bool = False, channels_last: bool | None = None, fused: bool = False,
-               fused_channels: int = FUSED_MOST_CHANNELS, fused_apart: bool = False, wide_stages: int = 0,
-               kernel_activations: bool = False):
+               compile: bool = False, channels_last: bool | None = None, plan: DecoderPlan = DecoderPlan()):
     """Load the codec from a local `.nemo` file (restore_from) or a hub id (from_pretrained).
 
     precision: the decoder's weights and activations, "bf16" or "fp32" ("auto": bf16 on a GPU, fp32
@@ -263,12 +278,8 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_
     many shapes, and the tuned decoder ran no faster (bench/README.md). compile: torch.compile the decoder
     (ours, not NeMo's, whose type checks broke the graph) once, with symbolic batch and length, while
     loading: a minute or more. channels_last: the decoder's layers as 2-D convolutions on
-    channels-last tensors (`_plain_decoder`); None: as CHANNELS_LAST says. wide_stages: only the first
-    convolution and this many up-sampling stages so. fused: on a GPU, neither
-    compiled nor channels-last, the residual units of at most `fused_channels` channels as Triton kernels
-    (`_plain_decoder`); fused_apart: their activations as kernels of their own, not at each tap.
-    kernel_activations: on a GPU, not compiled, the other activations as Triton kernels too. Returns
-    a `Codec`. Raises CodecError with one line when it cannot be loaded.
+    channels-last tensors (`_plain_decoder`); None: as CHANNELS_LAST says. plan: the rest of how the decoder
+    runs (`DecoderPlan`: stages channels-last, Triton kernels). Returns a `Codec`. Raises CodecError with one line when it cannot be loaded.
 
     (The decoder as CUDA graphs, one replay for every 8 takes, was built and measured on 2026-12-01: no
     faster, 1,010x against 985x for 8 x 150 frames, since the decoder's time is the GPU's, not its
@@ -303,17 +314,15 @@ def load_codec(source: str, device: str = "auto", precision: str = "auto", tune_
     model = model.eval()
     if precision == "bf16":
         model = model.to(torch.bfloat16)  # NeMo's decode casts the dequantized codes to the model's dtype
-    return Codec(model, device, compile, channels_last, fused, fused_channels, fused_apart, wide_stages,
-                 kernel_activations)
+    return Codec(model, device, compile, channels_last, plan)
 
 
 class Codec:
     """A loaded codec. `decode` turns codes into float32 audio at SAMPLE_RATE: NeMo's own
     dequantizer, then our plain copy of its decoder (`_plain_decoder`)."""
 
-    def __init__(self, model, device: str, compile: bool = False, channels_last: bool = False, fused: bool = False,
-                 fused_channels: int = FUSED_MOST_CHANNELS, fused_apart: bool = False, wide_stages: int = 0,
-                 kernel_activations: bool = False):
+    def __init__(self, model, device: str, compile: bool = False, channels_last: bool = False,
+                 plan: DecoderPlan = DecoderPlan()):
         import torch
 
         self.model = model
@@ -323,17 +332,18 @@ class Codec:
                 f"codec runs at {model.sample_rate} Hz, {model.samples_per_frame} samples a frame; "
                 f"KaniTTS needs {SAMPLE_RATE} Hz, {SAMPLES_PER_FRAME}"
             )
-        self.fused = fused and not compile and not channels_last and _kernels_usable(device)
-        self.kernel_activations = kernel_activations and not compile and not channels_last and _kernels_usable(device)
-        self.decoder = _plain_decoder(model.audio_decoder, channels_last, self.fused, fused_channels, fused_apart,
-                                      wide_stages, self.kernel_activations)
+        if plan.kernels and (compile or channels_last or not _kernels_usable(device)):
+            plan = replace(plan, fused=False, kernel_activations=False)
+        self.plan = plan
+        self.fused, self.kernel_activations = plan.fused, plan.kernel_activations  # as they run here
+        self.decoder = _plain_decoder(model.audio_decoder, channels_last, plan)
         self.least_rows = 1
         self.most_rows = sys.maxsize  # takes a batch; halved by decode when the GPU runs out of memory
         self.frames = self.padded = 0  # frames of takes decoded, and of the padded batches they went in
         self.counting = threading.Lock()  # decode may run on several threads at once
         self.streams = threading.local()  # on a GPU, each decoding thread's own CUDA stream
         self.threads = 0  # threads that have decoded on the GPU so far
-        if (self.fused or self.kernel_activations) and device.startswith("cuda"):  # Triton compiles its variants now
+        if plan.kernels and device.startswith("cuda"):  # Triton compiles its variants now, not on two threads
             self.decode([np.zeros((NUM_CODEBOOKS, PAD_FRAMES), np.int64)])
         if compile:  # batch and length vary: one graph with symbolic sizes, not one per shape
             self.decoder = torch.compile(self.decoder, dynamic=True)

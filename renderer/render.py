@@ -515,9 +515,7 @@ def _render_here(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec_
     def load_codecs() -> None:
         begun = time.perf_counter()
         for device in devices:
-            codec = load_codec(codec_source, device=device, compile=options.compile_codec, fused=options.codec_fused,
-                               wide_stages=options.codec_wide_stages,
-                               kernel_activations=options.codec_kernel_activations)
+            codec = load_codec(codec_source, device=device, compile=options.compile_codec, plan=options.codec_plan)
             for _ in range(threads):
                 codecs.put(codec)
         run.seconds["codec_load"] = time.perf_counter() - begun

@@ -13,6 +13,7 @@ from renderer.codec import (
     SAMPLES_PER_FRAME,
     UPSAMPLE_RATES,
     CodecError,
+    DecoderPlan,
     batches_by_frames,
     load_codec,
     padded_frames,
@@ -86,7 +87,7 @@ def test_channels_last_decoder_gives_the_same_audio(tiny_models, codec):
     wide = load_codec(str(tiny_models[1]), device="cpu", channels_last=True)
     assert wide.decoder.pre.weight.dim() == 4 and wide.decoder.pre.weight.is_contiguous(memory_format=torch.channels_last)
     assert wide.decoder.wide_at == [True] * len(UPSAMPLE_RATES) and wide.decoder.post.weight.dim() == 4
-    first_two = load_codec(str(tiny_models[1]), device="cpu", wide_stages=2)  # then plain tensors
+    first_two = load_codec(str(tiny_models[1]), device="cpu", plan=DecoderPlan(wide_stages=2))  # then plain tensors
     assert first_two.decoder.pre.wide and not first_two.decoder.post.wide
     assert first_two.decoder.wide_at == [True, True] + [False] * (len(UPSAMPLE_RATES) - 2)
     assert first_two.decoder.stages[2][1].weight.dim() == 3
@@ -252,8 +253,8 @@ def test_the_fused_kernel_is_activation_convolution_bias_and_residual(interprete
 
 def test_the_kernel_decoders_give_the_plain_decoders_audio(tiny_models, codec, interpreted_kernels, monkeypatch):
     monkeypatch.setattr(interpreted_kernels, "BLOCK_T", 1024)  # fewer programs: the interpreter runs each in Python
-    fused = load_codec(str(tiny_models[1]), device="cpu", fused=True)
-    assert fused.fused and not load_codec(str(tiny_models[1]), device="cpu", fused=True, compile=False,
+    fused = load_codec(str(tiny_models[1]), device="cpu", plan=DecoderPlan(fused=True))
+    assert fused.fused and not load_codec(str(tiny_models[1]), device="cpu", plan=DecoderPlan(fused=True), compile=False,
                                           channels_last=True).fused
     rng = np.random.default_rng(4)
     codes = [rng.integers(0, 4032, size=(4, 2))]
@@ -261,9 +262,9 @@ def test_the_kernel_decoders_give_the_plain_decoders_audio(tiny_models, codec, i
     activations = []  # the kernels activating apart (fused_apart), counted
     monkeypatch.setattr(interpreted_kernels, "activate", lambda *args, act=interpreted_kernels.activate:
                         activations.append(1) or act(*args))
-    for each, apart in ((fused, False), (load_codec(str(tiny_models[1]), device="cpu", fused=True, fused_apart=True), True),
-                        (load_codec(str(tiny_models[1]), device="cpu", kernel_activations=True), True),
-                        (load_codec(str(tiny_models[1]), device="cpu", kernel_activations=True, wide_stages=2), True)):
+    plans = [DecoderPlan(fused=True, fused_apart=True), DecoderPlan(kernel_activations=True),
+             DecoderPlan(kernel_activations=True, wide_stages=2)]
+    for each, apart in [(fused, False)] + [(load_codec(str(tiny_models[1]), device="cpu", plan=p), True) for p in plans]:
         activations.clear()
         (got,) = each.decode(codes)
         assert got.shape == want.shape and bool(activations) == apart
@@ -272,7 +273,7 @@ def test_the_kernel_decoders_give_the_plain_decoders_audio(tiny_models, codec, i
 
 def test_fused_kernels_are_a_gpu_setting(tiny_models, monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    assert not load_codec(str(tiny_models[1]), device="cpu", fused=True).fused
+    assert not load_codec(str(tiny_models[1]), device="cpu", plan=DecoderPlan(fused=True)).fused
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])

@@ -100,7 +100,7 @@ def test_fused_decoder_matches_the_eager_one(full_models):
     in TF32), close in bf16 (the decoder's default)."""
     import numpy as np
 
-    from renderer.codec import load_codec
+    from renderer.codec import DecoderPlan, load_codec
 
     path = str(full_models / "codec.nemo")
     reference = load_codec(path, precision="fp32")
@@ -115,7 +115,7 @@ def test_fused_decoder_matches_the_eager_one(full_models):
 
     for precision, least_db, how in (("fp32", 40, {}), ("bf16", 30, {}), ("bf16", 30, {"fused_apart": True}),
                                      ("bf16", 30, {"kernel_activations": True})):
-        fused = load_codec(path, precision=precision, fused=True, **how)
+        fused = load_codec(path, precision=precision, plan=DecoderPlan(fused=True, **how))
         assert fused.fused
         got = fused.decode(codes)
         assert [g.shape for g in got] == [w.shape for w in want]

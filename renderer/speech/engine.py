@@ -16,10 +16,11 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from renderer.book import Chunk, RendererError, Take, first_line
+from renderer.codec import DecoderPlan
 from renderer.speech import kani
 
 FRAME_PROCESSOR = "renderer.speech.frames:KaniFrameProcessor"
@@ -77,16 +78,10 @@ class EngineOptions:
     # Threads decoding at once on each GPU, sharing its codec, each on a CUDA stream of its own. 0: as
     # decode_threads_on_each_gpu says (2 on a large GPU). 1 with a compiled codec.
     decode_threads: int = 0
-    # The codec's narrower residual units as Triton kernels on a GPU (Codec `fused`, renderer/codec_kernels.py):
-    # activation, convolution, bias and residual in one kernel each. Not with compile_codec. Alone, on an H200,
-    # 1,205x against 1,030x eager (64 x 150 frames, eleventh session); off until measured in a whole render.
-    codec_fused: bool = False
-    # The codec's first this many up-sampling stages channels-last, the rest plain (Codec `wide_stages`): the
-    # first stage ran 3x faster so on an H200. Not yet measured whole: 0 until it is.
-    codec_wide_stages: int = 0
-    # The codec's other activations as one Triton kernel each, the next convolution's padding written by it
-    # (Codec `kernel_activations`). Not yet measured on a GPU: off until it is.
-    codec_kernel_activations: bool = False
+    # How the codec's decoder runs its layers (DecoderPlan: stages channels-last, Triton kernels). All off: the
+    # fused residual units decoded 1,205x against 1,030x eager alone on an H200 (64 x 150 frames, eleventh
+    # session), the rest is not yet measured, and none has been measured in a whole render.
+    codec_plan: DecoderPlan = field(default_factory=DecoderPlan)
     # Each engine, with its vLLM frontend, in a process of its own (renderer/speech/frontends.py):
     # stepped in turn from this process, each engine waits for the others' outputs to refill its
     # slots. None: where several engines run on a GPU. On an H200, 3 engines: 694x against 612x, their
