@@ -186,7 +186,7 @@ def load_case(path: str, case: str):
     fused = re.search(r"fused(\d*)(-apart)?$", how)
     plan = DecoderPlan(wide_stages=int(wide[1]) if wide and wide[1] else 0, kernel_activations="act-" in how,
                        fused=bool(fused), fused_apart=bool(fused and fused[2]),
-                       fused_channels=int(fused[1] or codec_module.FUSED_MOST_CHANNELS) if fused else 0)
+                       fused_channels=int(fused[1]) if fused and fused[1] else codec_module.FUSED_MOST_CHANNELS)
     codec = load_codec(path, precision=precision, tune_convs=how.endswith("tuned"), compile=how.endswith("compiled"),
                        channels_last=bool(wide and not wide[1]), plan=plan)
     if how == "nemo":

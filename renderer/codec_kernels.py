@@ -1,4 +1,4 @@
-"""A Triton kernel for the codec decoder's residual units (`Codec(fused=True)`, off by default).
+"""A Triton kernel for the codec decoder's residual units (`DecoderPlan(fused=True)`, off by default).
 
 NeMo's HiFi-GAN residual unit is activation, causal dilated convolution, activation, convolution, add. In
 eager torch each of its two halves is about a dozen kernels: the half-snake's five elementwise ops and
