@@ -231,6 +231,9 @@ def main() -> None:
                         help="processes mastering and writing chapters")
     parser.add_argument("--codec-fused", action="store_true",
                         help="the codec's narrower residual units as Triton kernels (Codec fused)")
+    parser.add_argument("--codec-fused-apart", action="store_true",
+                        help="with --codec-fused: each fused unit's activation as a kernel of its own, then the convolution "
+                             "kernel without its per-tap activation (Codec fused_apart)")
     parser.add_argument("--codec-wide-stages", type=int, default=0,
                         help="the codec's first this many up-sampling stages channels-last (Codec wide_stages)")
     parser.add_argument("--codec-kernel-activations", action="store_true",
@@ -271,7 +274,7 @@ def main() -> None:
                            data_parallel=args.data_parallel, engine_processes=args.engine_processes,
                            engine_core_inline=args.engine_core_inline, decode_threads=args.decode_threads,
                            codec_plan=DecoderPlan(wide_stages=args.codec_wide_stages, fused=args.codec_fused,
-                                                  kernel_activations=args.codec_kernel_activations))
+                                                  fused_apart=args.codec_fused_apart, kernel_activations=args.codec_kernel_activations))
     with tempfile.TemporaryDirectory() as out, PeakMemory() as memory, CpuUse() as cpu:
         options = RenderOptions(voice=voice, out=Path(out), fmt="flac", engine=engine, progress=args.progress)
         report = render_book(book, options, cluster=RayOptions(engines=args.ray_engines) if args.ray else None)
@@ -320,7 +323,8 @@ def main() -> None:
         "peak_gib_by_process": {k: round(v, 2) for k, v in memory.by_process.items()},
         "peak_gib_by_gpu": {k: round(v, 2) for k, v in memory.by_gpu.items()},
         "order": args.order, "decode": args.decode, "decode_threads": engine.decode_threads_on_each_gpu(),
-        "codec_fused": args.codec_fused, "codec_wide_stages": args.codec_wide_stages,
+        "codec_fused": args.codec_fused, "codec_fused_apart": args.codec_fused_apart,
+        "codec_wide_stages": args.codec_wide_stages,
         "codec_kernel_activations": args.codec_kernel_activations,
         "chapter_workers": args.chapter_workers, "admit_together": args.admit_together, "cpus": os.cpu_count(),
         # Cores in use by kind of process while the engines generated (engines ready to the last take made).
