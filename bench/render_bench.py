@@ -229,15 +229,20 @@ def main() -> None:
                         help="chunks handed to an engine together once that many slots are free (1: one by one)")
     parser.add_argument("--chapter-workers", type=int, default=render.CHAPTER_WORKERS,
                         help="processes mastering and writing chapters")
-    parser.add_argument("--codec-fused", action="store_true",
-                        help="the codec's narrower residual units as Triton kernels (Codec fused)")
-    parser.add_argument("--codec-fused-apart", action="store_true",
+    plan = DecoderPlan()  # the renderer's: each --no-codec-... turns a part of it off
+    parser.add_argument("--codec-fused", action=argparse.BooleanOptionalAction, default=plan.fused,
+                        help="the codec's narrower residual units as Triton kernels (DecoderPlan fused)")
+    parser.add_argument("--codec-fused-apart", action=argparse.BooleanOptionalAction, default=plan.fused_apart,
                         help="with --codec-fused: each fused unit's activation as a kernel of its own, then the convolution "
-                             "kernel without its per-tap activation (Codec fused_apart)")
-    parser.add_argument("--codec-wide-stages", type=int, default=0,
-                        help="the codec's first this many up-sampling stages channels-last (Codec wide_stages)")
-    parser.add_argument("--codec-kernel-activations", action="store_true",
-                        help="the codec's other activations as Triton kernels (Codec kernel_activations)")
+                             "kernel without its per-tap activation (DecoderPlan fused_apart)")
+    parser.add_argument("--codec-wide-stages", type=int, default=plan.wide_stages,
+                        help="the codec's first this many up-sampling stages channels-last (DecoderPlan wide_stages)")
+    parser.add_argument("--codec-kernel-activations", action=argparse.BooleanOptionalAction,
+                        default=plan.kernel_activations,
+                        help="the codec's other activations as Triton kernels (DecoderPlan kernel_activations)")
+    parser.add_argument("--codec-kernel-upsampling", action=argparse.BooleanOptionalAction,
+                        default=plan.kernel_upsampling,
+                        help="the codec's up-sampling stages as Triton kernels (DecoderPlan kernel_upsampling)")
     parser.add_argument("--decode-threads", type=int, default=EngineOptions.decode_threads,
                         help="threads decoding at once on each GPU, each on a CUDA stream of its own; 0: the "
                              "renderer's choice (EngineOptions.decode_threads_on_each_gpu; decode_s is summed over them)")
@@ -274,7 +279,8 @@ def main() -> None:
                            data_parallel=args.data_parallel, engine_processes=args.engine_processes,
                            engine_core_inline=args.engine_core_inline, decode_threads=args.decode_threads,
                            codec_plan=DecoderPlan(wide_stages=args.codec_wide_stages, fused=args.codec_fused,
-                                                  fused_apart=args.codec_fused_apart, kernel_activations=args.codec_kernel_activations))
+                                                  fused_apart=args.codec_fused_apart, kernel_activations=args.codec_kernel_activations,
+                                                  kernel_upsampling=args.codec_kernel_upsampling))
     with tempfile.TemporaryDirectory() as out, PeakMemory() as memory, CpuUse() as cpu:
         options = RenderOptions(voice=voice, out=Path(out), fmt="flac", engine=engine, progress=args.progress)
         report = render_book(book, options, cluster=RayOptions(engines=args.ray_engines) if args.ray else None)
@@ -325,7 +331,7 @@ def main() -> None:
         "order": args.order, "decode": args.decode, "decode_threads": engine.decode_threads_on_each_gpu(),
         "codec_fused": args.codec_fused, "codec_fused_apart": args.codec_fused_apart,
         "codec_wide_stages": args.codec_wide_stages,
-        "codec_kernel_activations": args.codec_kernel_activations,
+        "codec_kernel_activations": args.codec_kernel_activations, "codec_kernel_upsampling": args.codec_kernel_upsampling,
         "chapter_workers": args.chapter_workers, "admit_together": args.admit_together, "cpus": os.cpu_count(),
         # Cores in use by kind of process while the engines generated (engines ready to the last take made).
         "cores_generating": cpu.between(report.marks.get("engines_ready", 0.0), report.marks.get("last_made", 0.0)),

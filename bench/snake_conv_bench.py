@@ -2,9 +2,11 @@
 same steps (half-snake, left padding, cuDNN's convolution), at each width the decoder fuses, over tile
 sizes, warps and pipeline stages: which configuration, if any, beats eager at 108, 54 and 27 channels.
 Also the activation apart (`snake_conv(apart=True)`: one activation kernel, then the convolution alone), and
-the activation kernel before cuDNN's convolution (the decoder's `kernel_activations`).
+the activation kernel before cuDNN's convolution (the decoder's `kernel_activations`). With `--what upsampling`,
+each up-sampling stage too: the activation and cuDNN's grouped transposed convolution, eager, against
+`codec_kernels.upsample` (the decoder's `kernel_upsampling`).
 
-    python bench/snake_conv_bench.py [--rows 16] [--frames 150] [--repeat 5] [--apart fused,apart]
+    python bench/snake_conv_bench.py [--rows 16] [--frames 150] [--repeat 5] [--apart fused,apart] [--what units,upsampling]
 
 Random weights of the decoder's shapes (7 taps, dilation 3, as the middle unit of a chain), bf16, one
 batch of `rows` takes of `frames` frames at each stage's length. Appends rows to
@@ -23,6 +25,8 @@ from results_table import append_rows, device_name
 ROOT = Path(__file__).resolve().parents[1]
 # The fused stages of the nano codec's decoder: channels, and samples a frame after that stage's up-sampling
 STAGES = ((108, 294), (54, 882), (27, 1764))
+# Each up-sampling stage: its output channels (from twice as many) and stride, and samples a frame before it
+UPSAMPLING = ((432, 7, 1), (216, 7, 7), (108, 6, 49), (54, 3, 294), (27, 2, 882))
 TAPS, DILATION, SLOPE = 7, 3, 0.01
 COLUMNS = ("date", "gpu", "channels", "batch", "how", "ms", "tflops", "x_eager")
 
@@ -100,6 +104,47 @@ def one_stage(channels: int, per_frame: int, args, gpu: str, date: str) -> list[
     return rows
 
 
+def upsampling(args, gpu: str, date: str) -> list[dict]:
+    """Each up-sampling stage, eager (activation, grouped conv_transpose1d, trimmed) and as one kernel: two rows."""
+    import torch
+    import torch.nn.functional as F
+
+    from renderer.codec_kernels import upsample
+
+    rows = []
+    for c_out, stride, per_frame in UPSAMPLING:
+        c_in, length, snake = 2 * c_out, args.frames * per_frame, c_out
+        x = torch.randn(args.rows, c_in, length, device="cuda", dtype=torch.bfloat16)
+        alpha = torch.rand(snake, device="cuda", dtype=torch.bfloat16) + 0.5
+        inverse = (alpha + 1e-9).reciprocal()
+        weight = torch.randn(c_in, 1, 2 * stride, device="cuda", dtype=torch.bfloat16) / 2
+        bias = torch.randn(c_out, device="cuda", dtype=torch.bfloat16)
+        flop = 2 * args.rows * length * stride * c_out * 2 * 2  # each output: 2 inputs, 2 taps each
+        batch = f"{args.rows} x {args.frames} frames ({length} samples in, {c_in} channels, stride {stride})"
+
+        def eager(x=x, alpha=alpha, inverse=inverse, weight=weight, bias=bias, stride=stride, c_out=c_out, snake=snake):
+            head = x[:, :snake]
+            head = head + inverse[:, None] * torch.sin(alpha[:, None] * head).pow(2)
+            act = torch.cat([head, F.leaky_relu(x[:, snake:], SLOPE)], dim=1)
+            out = F.conv_transpose1d(act, weight, bias, stride=stride, groups=c_out)
+            return out[..., : out.shape[-1] - stride]
+
+        def kernel(x=x, alpha=alpha, inverse=inverse, weight=weight, bias=bias, stride=stride, snake=snake):
+            return upsample(x, alpha, inverse, snake, SLOPE, weight, bias, stride, 0, stride)
+
+        eager()
+        base, want = median_seconds(eager, args.repeat)
+        kernel()
+        seconds, got = median_seconds(kernel, args.repeat)
+        error = float((got.float() - want.float()).norm() / want.float().norm())
+        for how, took in (("up-sampling, eager", base), ("up-sampling kernel", seconds)):
+            rows.append({"date": date, "gpu": gpu, "channels": c_out, "batch": batch, "how": how,
+                         "ms": round(took * 1e3, 2), "tflops": round(flop / took / 1e12, 2),
+                         "x_eager": round(base / took, 2)})
+            print(rows[-1], f"relative error {error:.1e}" if took is seconds else "", flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=16)
@@ -108,6 +153,8 @@ def main() -> None:
     parser.add_argument("--apart", default="fused,apart",
                         help="fused (the activation at each tap), apart (activated once, by a kernel of its own), "
                              "or both, comma-separated")
+    parser.add_argument("--what", default="units,upsampling",
+                        help="units (the residual units' halves), upsampling (the up-sampling stages), or both")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     args.apart = [{"fused": False, "apart": True}[way] for way in args.apart.split(",")]
@@ -116,7 +163,10 @@ def main() -> None:
 
     torch.manual_seed(0)
     gpu, date = device_name(), datetime.date.today().isoformat()
-    rows = [row for channels, per_frame in STAGES for row in one_stage(channels, per_frame, args, gpu, date)]
+    what = args.what.split(",")
+    rows = [row for channels, per_frame in STAGES for row in one_stage(channels, per_frame, args, gpu, date)
+            ] if "units" in what else []
+    rows += upsampling(args, gpu, date) if "upsampling" in what else []
     header = ("# The fused residual-unit kernel alone against eager\n\n"
               f"bench/snake_conv_bench.py: {TAPS} taps, dilation {DILATION}, bf16, random weights; x_eager > 1 is faster.")
     append_rows(rows, args.results / "snake_conv.json", args.results / "snake_conv.md", COLUMNS, header)

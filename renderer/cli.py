@@ -171,6 +171,8 @@ def book_command(path, voice, out, fmt, model, codec, quantize, max_seqs, gpu_me
         click.echo(f"skipped {line}", err=True)
     for path_written in report.written:
         click.echo(str(path_written))
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if report.runaways_kept:
         click.echo(f"warning: {report.runaways_kept} chunk(s) never ended and were kept cut at their budget", err=True)
     click.echo(f"{len(report.written)} file(s) written, {report.up_to_date} already up to date, "

@@ -41,9 +41,9 @@ PAD_FRAMES = 5  # a batch's length is padded to a multiple of this (0.4 s): fewe
 # book's mix decoded at 713x against 728x as they came; at 360, 924x against 739x, and the render 484x against 451x.
 BATCH_COST_FRAMES = 360
 # The residual units `fused` runs as Triton kernels: those of at most this many channels (the 54- and 27-channel
-# stages, which write most of the decoder's bytes). On an H200 (eleventh session) the kernel beat cuDNN at 27
-# channels, less so at 54, and lost at 108 at any tile (bench/snake_conv_bench.py); fusing the 27-channel stage
-# alone decoded 1,123x against 1,016x eager (64 x 150 frames), the book's mix on 2 threads 1,080x against 1,000x.
+# stages, which write most of the decoder's bytes). On an H200 (bench/snake_conv_bench.py, twelfth session), activated
+# apart, the kernel ran 2.40x as fast as cuDNN's unit at 27 channels, 1.79x at 54, and 1.04x at 108, where the
+# activation kernel then cuDNN ran 1.53x: wider units take that way.
 FUSED_MOST_CHANNELS = 64
 
 
@@ -53,30 +53,46 @@ class CodecError(RendererError):
 
 @dataclass(frozen=True)
 class DecoderPlan:
-    """How `_plain_decoder` runs its layers, beyond channels_last: all off by default, each measured or
-    waiting to be (bench/README.md, "Eleventh session"). The Triton kernels (renderer/codec_kernels.py) run
-    only on a GPU, in a decoder neither compiled nor wholly channels-last; `Codec` turns them off elsewhere."""
+    """How `_plain_decoder` runs its layers, beyond channels_last. The default is the fastest measured (bench/README.md,
+    "Twelfth session"): on an H200, bf16, 64 twelve-second takes a batch decoded at 1,701x against 1,019x with none
+    of them (`EAGER`), and the 10-hour book rendered at 526x against 508x. The Triton kernels (renderer/codec_kernels.py)
+    run only on a GPU, in a decoder neither compiled nor wholly channels-last; `Codec` turns them off elsewhere, and
+    where they fail to compile."""
 
     # the first convolution and this many up-sampling stages channels-last (their layers wide, their samples
-    # few), the rest as 1-D convolutions on plain tensors
+    # few), the rest as 1-D convolutions on plain tensors. Off: one stage so ran its 64-row batches faster (1,776x
+    # against 1,701x), but at 18 to 26 rows of 120-150 frames cuDNN took a direct kernel for its convolutions (48 ms
+    # a call), and the book's mix decoded at 1,050x against 1,466x (bench/mix_profile.py, each batch alone).
     wide_stages: int = 0
     # each residual unit of at most fused_channels channels as two Triton kernels (`codec_kernels.snake_conv`:
     # activation, convolution, bias and residual in one), its activations in float32 where torch's round each
     # op to the decoder's dtype; fused_apart: their activations as kernels of their own, not at each tap
-    fused: bool = False
+    fused: bool = True
     fused_channels: int = FUSED_MOST_CHANNELS
-    fused_apart: bool = False
+    fused_apart: bool = True
     # every other activation (in the plain layout) as one Triton kernel (`codec_kernels.activate`) instead of
     # torch's five to seven, which also writes the next convolution's left padding, so that F.pad's copy goes too
-    kernel_activations: bool = False
+    kernel_activations: bool = True
+    # each up-sampling stage's activation and grouped transposed convolution as one Triton kernel
+    # (`codec_kernels.upsample`), in the plain layout: cuDNN's took 16% of the decoder's time on the book's mix
+    # (twelfth session). Off until measured on a GPU.
+    kernel_upsampling: bool = False
 
     @property
     def kernels(self) -> bool:
         """Whether any part runs as a Triton kernel."""
-        return self.fused or self.kernel_activations
+        return self.fused or self.kernel_activations or self.kernel_upsampling
+
+    def torch_only(self) -> DecoderPlan:
+        """This plan without its Triton kernels."""
+        return replace(self, fused=False, kernel_activations=False, kernel_upsampling=False)
 
 
-def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan = DecoderPlan()):
+# NeMo's arithmetic in torch's own kernels: what the Triton kernels are tested and measured against.
+EAGER = DecoderPlan(fused=False, fused_apart=False, kernel_activations=False, kernel_upsampling=False)
+
+
+def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan = EAGER):
     """NeMo's CausalHiFiGANDecoder as a plain torch module with the same weights (weight norm
     folded in) and the same arithmetic, without NeMo's type checks and length masks, so that
     torch.compile can trace it whole. Every layer is causal, so what the masks zero (samples past a
@@ -94,7 +110,7 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan 
 
     fused, kernel_activations = plan.fused, plan.kernel_activations
     if plan.kernels:
-        from renderer.codec_kernels import activate, snake_conv
+        from renderer.codec_kernels import activate, snake_conv, upsample
 
     building = {"wide": channels_last}  # whether the layers being built run channels-last
 
@@ -189,6 +205,14 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan 
             self.left, self.right = nemo.padding_left, nemo.padding_right
             self.wide = building["wide"]
 
+        def of(self, act, x):
+            """self(act(x)); with kernel_upsampling, as one kernel."""
+            if plan.kernel_upsampling and not self.wide:
+                alpha, inverse = act.flat()
+                return upsample(x, alpha, inverse, act.snake, act.slope, self.weight, self.bias, self.stride, self.left,
+                                self.right)
+            return self(act(x))
+
         def forward(self, x):
             if self.wide:
                 out = F.conv_transpose2d(x, self.weight, self.bias, stride=(1, self.stride), groups=self.groups)
@@ -251,7 +275,7 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan 
         def stage(self, x, k: int):
             """The k-th upsampling stage: activation, transposed convolution, residual blocks."""
             act, up, chains = self.stages[k]
-            x = up(act(self.laid_out(x, self.wide_at[k])))
+            x = up.of(act, self.laid_out(x, self.wide_at[k]))
             return sum(chain(x) for chain in chains) / len(chains)  # HiFiGANResLayer: the mean of its blocks
 
         def leave(self, x):
@@ -333,10 +357,9 @@ class Codec:
                 f"KaniTTS needs {SAMPLE_RATE} Hz, {SAMPLES_PER_FRAME}"
             )
         if plan.kernels and (compile or channels_last or not _kernels_usable(device)):
-            plan = replace(plan, fused=False, kernel_activations=False)
-        self.plan = plan
-        self.fused, self.kernel_activations = plan.fused, plan.kernel_activations  # as they run here
-        self.decoder = _plain_decoder(model.audio_decoder, channels_last, plan)
+            plan = plan.torch_only()
+        self.kernels_failed = ""  # why the plan's kernels could not run here, when they could not
+        self._lay_out(plan, channels_last)
         self.least_rows = 1
         self.most_rows = sys.maxsize  # takes a batch; halved by decode when the GPU runs out of memory
         self.frames = self.padded = 0  # frames of takes decoded, and of the padded batches they went in
@@ -344,11 +367,26 @@ class Codec:
         self.streams = threading.local()  # on a GPU, each decoding thread's own CUDA stream
         self.threads = 0  # threads that have decoded on the GPU so far
         if plan.kernels and device.startswith("cuda"):  # Triton compiles its variants now, not on two threads
-            self.decode([np.zeros((NUM_CODEBOOKS, PAD_FRAMES), np.int64)])
+            self._warm_kernels(channels_last)
         if compile:  # batch and length vary: one graph with symbolic sizes, not one per shape
             self.decoder = torch.compile(self.decoder, dynamic=True)
             self.least_rows = 2  # torch.compile specializes a size of 1: a lone take would compile again
             self.decode([np.zeros((NUM_CODEBOOKS, PAD_FRAMES), np.int64)])  # compiled now, as part of loading
+
+    def _lay_out(self, plan: DecoderPlan, channels_last: bool) -> None:
+        self.plan = plan
+        self.fused, self.kernel_activations = plan.fused, plan.kernel_activations  # as they run here
+        self.decoder = _plain_decoder(self.model.audio_decoder, channels_last, plan)
+
+    def _warm_kernels(self, channels_last: bool) -> None:
+        """Decode once, so that Triton compiles the plan's kernels; where they fail (a card with less shared memory
+        than their tiles need), say why in `kernels_failed` and decode without them."""
+        try:
+            self.decode([np.zeros((NUM_CODEBOOKS, PAD_FRAMES), np.int64)])
+        except Exception as err:  # noqa: BLE001 - Triton's compile and resource errors have no common base
+            self.kernels_failed = (f"the codec's Triton kernels could not run on {self.device}, so it decodes "
+                                   f"without them: {first_line(err)}")
+            self._lay_out(self.plan.torch_only(), channels_last)
 
     def decode(self, codes: list[np.ndarray]) -> list[np.ndarray]:
         """Decode takes in batches of like length (`batches_by_frames`).

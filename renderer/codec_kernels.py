@@ -1,16 +1,17 @@
-"""A Triton kernel for the codec decoder's residual units (`DecoderPlan(fused=True)`, off by default).
+"""Triton kernels for the codec decoder's residual units and activations (`DecoderPlan`, on by default on a GPU).
 
 NeMo's HiFi-GAN residual unit is activation, causal dilated convolution, activation, convolution, add. In
 eager torch each of its two halves is about a dozen kernels: the half-snake's five elementwise ops and
 its `cat`, the padded copy of the convolution's input, cuDNN's layout changes, the convolution, the add.
 The last stages have 27 and 54 channels at 882 and 1,764 samples a frame: too narrow for cuDNN's tiles,
 and most of the decoder's bytes (bench/README.md, "Tenth session"). `snake_conv` does one half in one
-kernel: it reads the input once per tap, applies the activation as it loads (zero before the start: the
-causal padding), multiplies with the tap's weights on the tensor cores, and adds the bias and, for the
-second half, the residual before it writes. On an H200 (bench/README.md, "Eleventh session"), at its swept
-tiles, 1.77x as fast as cuDNN at 27 channels and 1.12x at 54, slower at 108; the decoder fused up to 64 channels
-ran 1,205x against 1,030x eager. `apart=True` activates in a kernel of its own first (`activate`), not yet
-measured.
+kernel: it reads the input once per tap, multiplies with the tap's weights on the tensor cores, and adds
+the bias and, for the second half, the residual before it writes. `activate` writes the activation, and
+the next convolution's causal padding, in one pass: for `snake_conv(apart=True)`, and for the wider
+stages' activations before cuDNN convolves. On an H200, 16 x 150 frames, bf16 (bench/README.md, "Eleventh"
+and "Twelfth session"): activated apart, the convolution kernel ran 2.40x as fast as cuDNN's unit at 27
+channels and 1.79x at 54 (activating at each tap instead: 1.77x and 1.12x); `activate` then cuDNN, 1.53x
+to 1.62x at every width, 108 channels included, where the convolution kernel only matched cuDNN.
 
 On the CPU it runs only under Triton's interpreter (TRITON_INTERPRET=1, set before this module is
 imported), which the tests use, in float32.
@@ -61,6 +62,38 @@ def _snake_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, y_ptr, channels, l
     act = _activation(x, alpha[:, None], inverse[:, None], is_snake[:, None], slope, FAST_SIN)
     tl.store(y_ptr + row * channels * (length + pad) + c[:, None] * (length + pad) + t[None, :],
              act.to(y_ptr.dtype.element_ty), mask=written)
+
+
+@triton.jit(do_not_specialize=["x_batch", "x_chan", "channels", "in_len", "out_len", "snake", "stride", "left",
+                               "taps", "in_per"])
+def _upsample_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr, y_ptr, channels, in_len, out_len,
+                     snake, slope, stride, left, taps, in_per,
+                     FAST_SIN: tl.constexpr, TAPS_PER: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+    """The activation, then a grouped transposed convolution of `channels` groups (each of `in_per` input channels
+    and one output), trimmed by `left` samples: y[c, t] = bias[c] + sum over its inputs i and taps k with
+    (t + left) = j stride + k of w[i, k] act(x[i, j]). Each output sample takes at most TAPS_PER of an input's taps."""
+    t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    row = tl.program_id(1)
+    c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+    written = (c[:, None] < channels) & (t[None, :] < out_len)
+    at = t + left
+    first, phase = at // stride, at % stride  # the latest input sample reaching t, and its tap
+    acc = tl.full((BLOCK_C, BLOCK_T), 0.0, tl.float32)
+    for p in range(in_per):
+        ci = c * in_per + p
+        is_snake = ci < snake
+        alpha = tl.load(alpha_ptr + ci, mask=is_snake & (c < channels), other=1.0).to(tl.float32)
+        inverse = tl.load(inv_ptr + ci, mask=is_snake & (c < channels), other=0.0).to(tl.float32)
+        for m in tl.static_range(TAPS_PER):
+            j, k = first - m, phase + m * stride
+            inside = written & (k[None, :] < taps) & (j[None, :] >= 0) & (j[None, :] < in_len)
+            x = tl.load(x_ptr + row * x_batch + ci[:, None] * x_chan + j[None, :], mask=inside, other=0.0)
+            act = _activation(x.to(tl.float32), alpha[:, None], inverse[:, None], is_snake[:, None], slope, FAST_SIN)
+            w = tl.load(w_ptr + ci[:, None] * taps + k[None, :], mask=inside, other=0.0).to(tl.float32)
+            acc += act * w
+    acc += tl.load(b_ptr + c, mask=c < channels, other=0.0).to(tl.float32)[:, None]
+    tl.store(y_ptr + row * channels * out_len + c[:, None] * out_len + t[None, :], acc.to(y_ptr.dtype.element_ty),
+             mask=written)
 
 
 # Lengths and strides change with every batch: not specialized on (Triton would compile again for each new
@@ -186,4 +219,30 @@ def activate(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor 
     grid = (triton.cdiv(pad + length, block_t), rows, triton.cdiv(channels, block_c))
     _snake_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, y, channels, length, snake, float(slope), pad,
                         FAST_SIN=x.is_cuda, BLOCK_T=block_t, BLOCK_C=block_c, num_warps=4)
+    return y
+
+
+def upsample(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor | None, snake: int, slope: float,
+             weight: torch.Tensor, bias: torch.Tensor, stride: int, left: int, right: int) -> torch.Tensor:
+    """conv_transpose1d(act(x), weight, bias, stride, groups=out channels)[..., left : -right], act as `activate`'s,
+    as one kernel: NeMo's up-sampling layer, each output channel made from its group's in / out input channels.
+    x: (batch, in, samples), its samples contiguous; weight (in, 1, taps); the result (batch, out, (samples - 1)
+    stride + taps - left - right), contiguous, x's dtype. cuDNN's grouped transposed convolution took 16% of the
+    decoder's time on the book's mix (bench/README.md, "Twelfth session"); this is a gather, bound by memory."""
+    rows, c_in, length = x.shape
+    c_out, taps = bias.shape[0], weight.shape[2]
+    if weight.shape[1] != 1 or c_in % c_out:
+        raise ValueError(f"upsample: weight {tuple(weight.shape)} is not one output channel a group of {c_in}")
+    if x.stride(2) != 1:
+        x = x.contiguous()
+    weight = weight.contiguous()
+    out_len = (length - 1) * stride + taps - left - right
+    y = torch.empty((rows, c_out, out_len), dtype=x.dtype, device=x.device)
+    if alpha is None:  # leaky ReLU only: any tensor stands in, none of it is read
+        alpha = inverse = bias
+    block_t, block_c = 256, min(32, triton.next_power_of_2(c_out))
+    grid = (triton.cdiv(out_len, block_t), rows, triton.cdiv(c_out, block_c))
+    _upsample_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, weight, bias, y, c_out, length, out_len, snake,
+                           float(slope), stride, left, taps, c_in // c_out, FAST_SIN=x.is_cuda,
+                           TAPS_PER=triton.cdiv(taps, stride), BLOCK_T=block_t, BLOCK_C=block_c, num_warps=4)
     return y

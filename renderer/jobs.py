@@ -556,6 +556,8 @@ def _run_locked(job: Job, state: JobState, trigger: str, progress: bool, warn: C
                 mark(book, STOPPED, "stopped before it was finished; finished chunks are kept")
         state.finish_run(run, STOPPED)
         raise
+    for warning in result.warnings:
+        warn(warning)
     for book, render in renders:
         if render.error is not None:
             mark(book, FAILED, str(render.error), render.report)

@@ -92,6 +92,7 @@ class RenderReport:
     steps: list[tuple[int, int]] = field(default_factory=list)  # each generated take's engine steps (queued, finished)
     marks: dict[str, float] = field(default_factory=dict)  # the run's (RunReport.marks)
     decode_fill: float = 0.0  # the run's decoded frames over its padded batches' (0: not counted, as on Ray)
+    warnings: list[str] = field(default_factory=list)  # the run's (RunReport.warnings)
 
 
 @dataclass
@@ -122,6 +123,7 @@ class RunReport:
     # a writer). On Ray the actors stamp theirs: where Ray loses time shows (bench/README.md).
     marks: dict[str, float] = field(default_factory=dict)
     decoded_frames: int = 0  # frames of the takes decoded here
+    warnings: list[str] = field(default_factory=list)  # what ran otherwise than asked, one line each
     padded_frames: int = 0  # frames of the batches they were decoded in (rows x padded longest)
 
 
@@ -290,6 +292,7 @@ def render_book(book: Book, options: RenderOptions, cast=None, cluster: RayOptio
     one.report.engines, one.report.tokens = run.engines, run.tokens
     one.report.seconds.update(run.seconds)
     one.report.marks.update(run.marks)
+    one.report.warnings = run.warnings
     one.report.decode_fill = run.decoded_frames / run.padded_frames if run.padded_frames else 0.0
     return one.report
 
@@ -516,6 +519,8 @@ def _render_here(plans: list[_BookPlan], missing: dict[str, list[Chunk]], codec_
         begun = time.perf_counter()
         for device in devices:
             codec = load_codec(codec_source, device=device, compile=options.compile_codec, plan=options.codec_plan)
+            if codec.kernels_failed and codec.kernels_failed not in run.warnings:
+                run.warnings.append(codec.kernels_failed)
             for _ in range(threads):
                 codecs.put(codec)
         run.seconds["codec_load"] = time.perf_counter() - begun

@@ -3,6 +3,7 @@ our plain decoder against NeMo's own."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import torch
 
 from renderer.codec import (
     DECODE_BATCH_FRAMES,
+    EAGER,
     SAMPLES_PER_FRAME,
     UPSAMPLE_RATES,
     CodecError,
@@ -22,7 +24,7 @@ from renderer.codec import (
 
 @pytest.fixture(scope="module")
 def codec(tiny_models):
-    return load_codec(str(tiny_models[1]), device="cpu")
+    return load_codec(str(tiny_models[1]), device="cpu", plan=EAGER)
 
 
 def test_decode_lengths_follow_frames(codec):
@@ -251,19 +253,41 @@ def test_the_fused_kernel_is_activation_convolution_bias_and_residual(interprete
     assert torch.allclose(unadded, want - residual, atol=1e-4, rtol=1e-4)
 
 
+def test_the_upsampling_kernel_is_activation_and_grouped_transposed_convolution(interpreted_kernels):
+    """upsample against torch: the half-snake (or leaky ReLU alone), then conv_transpose1d with a group for each output
+    channel, trimmed as NeMo's causal up-sampling trims it; from a strided input, at the nano codec's strides."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(1)
+    for c_in, c_out, stride, snake, right in ((8, 4, 3, 4, 3), (6, 2, 2, 0, 2), (4, 4, 7, 4, 7)):
+        x = torch.randn(2, c_in + 2, 41)[:, 1 : c_in + 1]  # channels strided
+        alpha, inverse = torch.rand(c_in) + 0.5, torch.rand(c_in) + 0.5
+        weight, bias = torch.randn(c_in, 1, 2 * stride), torch.randn(c_out)
+        act = torch.cat([x[:, :snake] + inverse[:snake, None] * torch.sin(alpha[:snake, None] * x[:, :snake]) ** 2,
+                         F.leaky_relu(x[:, snake:], 0.01)], dim=1)
+        full = F.conv_transpose1d(act, weight, bias, stride=stride, groups=c_out)
+        want = full[..., : full.shape[-1] - right]
+        got = interpreted_kernels.upsample(x, alpha if snake else None, inverse if snake else None, snake, 0.01,
+                                           weight, bias, stride, 0, right)
+        assert got.shape == want.shape == (2, c_out, 41 * stride) and got.is_contiguous()
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="not one output channel a group"):
+        interpreted_kernels.upsample(x, None, None, 0, 0.01, torch.randn(4, 2, 14), torch.randn(4), 7, 0, 7)
+
+
 def test_the_kernel_decoders_give_the_plain_decoders_audio(tiny_models, codec, interpreted_kernels, monkeypatch):
     monkeypatch.setattr(interpreted_kernels, "BLOCK_T", 1024)  # fewer programs: the interpreter runs each in Python
-    fused = load_codec(str(tiny_models[1]), device="cpu", plan=DecoderPlan(fused=True))
-    assert fused.fused and not load_codec(str(tiny_models[1]), device="cpu", plan=DecoderPlan(fused=True), compile=False,
-                                          channels_last=True).fused
+    fused = load_codec(str(tiny_models[1]), device="cpu", plan=replace(EAGER, fused=True))
+    assert fused.fused and not load_codec(str(tiny_models[1]), device="cpu", plan=replace(EAGER, fused=True),
+                                          compile=False, channels_last=True).fused
     rng = np.random.default_rng(4)
     codes = [rng.integers(0, 4032, size=(4, 2))]
     (want,) = codec.decode(codes)
     activations = []  # the kernels activating apart (fused_apart), counted
     monkeypatch.setattr(interpreted_kernels, "activate", lambda *args, act=interpreted_kernels.activate:
                         activations.append(1) or act(*args))
-    plans = [DecoderPlan(fused=True, fused_apart=True), DecoderPlan(kernel_activations=True),
-             DecoderPlan(kernel_activations=True, wide_stages=2)]
+    plans = [replace(EAGER, fused=True, fused_apart=True), replace(EAGER, kernel_activations=True, wide_stages=2),
+             DecoderPlan(kernel_upsampling=True)]  # the last: the default and the up-sampling kernel, every kernel
     for each, apart in [(fused, False)] + [(load_codec(str(tiny_models[1]), device="cpu", plan=p), True) for p in plans]:
         activations.clear()
         (got,) = each.decode(codes)
@@ -271,9 +295,29 @@ def test_the_kernel_decoders_give_the_plain_decoders_audio(tiny_models, codec, i
         assert np.abs(got - want).max() < 1e-5 * max(1.0, float(np.abs(want).max()))
 
 
+def test_a_codec_whose_kernels_fail_decodes_without_them(tiny_models, codec, interpreted_kernels, monkeypatch):
+    """As on a card with too little shared memory for the kernels' tiles: Triton's error is caught while the
+    codec warms its kernels up (on a GPU, as it loads), said in one line (the render prints it as a warning),
+    and the codec decodes in torch's kernels."""
+    def fails(*args, **kwargs):
+        raise RuntimeError("out of resource: shared memory, Required: 262144, Hardware limit: 101376\nmore")
+
+    monkeypatch.setattr(interpreted_kernels, "activate", fails)
+    loaded = load_codec(str(tiny_models[1]), device="cpu", plan=DecoderPlan())
+    assert loaded.plan.kernels
+    loaded._warm_kernels(channels_last=False)
+    assert not loaded.fused and not loaded.kernel_activations and not loaded.plan.kernels
+    assert loaded.kernels_failed.endswith("out of resource: shared memory, Required: 262144, Hardware limit: 101376")
+    assert "cpu" in loaded.kernels_failed and "\n" not in loaded.kernels_failed
+    codes = [np.random.default_rng(5).integers(0, 4032, size=(4, 3))]
+    np.testing.assert_allclose(loaded.decode(codes)[0], codec.decode(codes)[0], atol=1e-6)
+    assert codec.kernels_failed == ""
+
+
 def test_fused_kernels_are_a_gpu_setting(tiny_models, monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    assert not load_codec(str(tiny_models[1]), device="cpu", plan=DecoderPlan(fused=True)).fused
+    loaded = load_codec(str(tiny_models[1]), device="cpu", plan=DecoderPlan())
+    assert not loaded.fused and not loaded.kernel_activations and loaded.kernels_failed == ""
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])

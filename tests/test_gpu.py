@@ -98,12 +98,14 @@ def test_fused_decoder_matches_the_eager_one(full_models):
     """The residual units as Triton kernels (Codec fused; also activated apart, and with the other activations
     as kernels), against the eager decoder in float32: the same audio in float32 (cuDNN's convolutions may run
     in TF32), close in bf16 (the decoder's default)."""
+    from dataclasses import replace
+
     import numpy as np
 
-    from renderer.codec import DecoderPlan, load_codec
+    from renderer.codec import EAGER, DecoderPlan, load_codec
 
     path = str(full_models / "codec.nemo")
-    reference = load_codec(path, precision="fp32")
+    reference = load_codec(path, precision="fp32", plan=EAGER)
     rng = np.random.default_rng(2)
     codes = [rng.integers(0, 4032, size=(4, n)) for n in (150, 97, 19)]
     want = reference.decode(codes)
@@ -113,10 +115,15 @@ def test_fused_decoder_matches_the_eager_one(full_models):
                                  max(float(np.sum((g.astype(np.float64) - w) ** 2)), 1e-30))
                    for g, w in zip(got, want, strict=True))
 
-    for precision, least_db, how in (("fp32", 40, {}), ("bf16", 30, {}), ("bf16", 30, {"fused_apart": True}),
-                                     ("bf16", 30, {"kernel_activations": True})):
-        fused = load_codec(path, precision=precision, plan=DecoderPlan(fused=True, **how))
-        assert fused.fused
+    fused_only = replace(EAGER, fused=True)
+    for precision, least_db, plan in (("fp32", 40, fused_only), ("bf16", 30, fused_only),
+                                      ("bf16", 30, replace(fused_only, fused_apart=True)),
+                                      ("bf16", 30, replace(EAGER, kernel_activations=True)),
+                                      ("fp32", 40, DecoderPlan()), ("bf16", 30, DecoderPlan()),  # the default
+                                      ("bf16", 30, DecoderPlan(kernel_upsampling=True))):
+        fused = load_codec(path, precision=precision, plan=plan)
+        assert fused.plan == plan and not fused.kernels_failed
+        how = {k: v for k, v in vars(plan).items() if v != getattr(EAGER, k)}
         got = fused.decode(codes)
         assert [g.shape for g in got] == [w.shape for w in want]
         print(f"fused {precision} {how}: {snr(got):.1f} dB from the eager fp32 decoder")

@@ -3,13 +3,17 @@
 # another. After each case everything so far goes to $OUT/results.tgz, so a call cut off at its limit
 # still returns what finished. Merge what comes back with `python bench/results_table.py merge DIR`.
 #
-#   source bench/gpu/env.sh && bash bench/gpu/session.sh bench/gpu/next.cases
+#   source bench/gpu/env.sh && bash bench/gpu/session.sh bench/gpu/next.cases [NAME ...]
+#
+# With NAMEs, only those cases run, in that order, each as the last line of its name in the file: a name a
+# later block uses again means the later case (twelfth session: the first line of a reused name ran instead).
 #
 # A case file has one case a line (# starts a comment), after any VAR=VALUE settings for that case:
 #   render NAME SECONDS ARGS...   bench/render_bench.py (with --progress) on /tmp/models
 #   speech NAME SECONDS ARGS...   bench/speech_bench.py on /tmp/models/kani
 #   codec  NAME SECONDS ARGS...   bench/codec_bench.py on /tmp/models/codec.nemo
 #   kernel NAME SECONDS ARGS...   bench/snake_conv_bench.py (the fused codec kernel alone; needs no models)
+#   mix    NAME SECONDS ARGS...   bench/mix_profile.py on /tmp/models/codec.nemo (its output in NAME.log only)
 #   test   NAME SECONDS ARGS...   the GPU tests (tests/test_gpu.py), ARGS given to pytest
 # ARGS are read as a shell reads them (quote a --case with spaces). Each case's log is in NAME.log,
 # its rows in NAME/, and the times each case started and ended in marks. The setting MPS=1 runs the
@@ -18,6 +22,16 @@
 # side on the GPU instead of taking turns.
 set -uo pipefail
 cases="$1"
+shift
+if [ $# -gt 0 ]; then
+  picked=$(mktemp)
+  for n in "$@"; do
+    line=$(grep -E "^([A-Za-z_]+=[^ ]+ )*[a-z]+ $n " "$cases" | tail -n1)
+    if [ -z "$line" ]; then echo "$cases: no case named $n" >&2; exit 2; fi
+    echo "$line" >> "$picked"
+  done
+  cases="$picked"
+fi
 models="${BENCH_MODELS:-/tmp/models}"  # built here first if it holds no codec.nemo
 results="${BENCH_RESULTS:-/tmp/results}"
 out="${OUT:-/tmp/out}"
@@ -46,9 +60,10 @@ while read -r line; do
     speech) cmd=(python bench/speech_bench.py --model "$models/kani" --results "$results/$name" "$@") ;;
     codec)  cmd=(python bench/codec_bench.py --codec "$models/codec.nemo" --results "$results/$name" "$@") ;;
     kernel) cmd=(python bench/snake_conv_bench.py --results "$results/$name" "$@") ;;
+    mix)    cmd=(python bench/mix_profile.py --codec "$models/codec.nemo" "$@") ;;
     test)   cmd=(python -m pytest -o addopts="" -m gpu tests/test_gpu.py -q "$@")
             envs+=(RENDERER_FULL_MODELS="$models") ;;
-    *) echo "$cases: unknown kind '$kind' (render, speech, codec, kernel or test)" >&2; exit 2 ;;
+    *) echo "$cases: unknown kind '$kind' (render, speech, codec, kernel, mix or test)" >&2; exit 2 ;;
   esac
   mps=""
   for e in "${envs[@]}"; do [ "$e" = MPS=1 ] && mps="$results/$name.mps"; done
