@@ -250,6 +250,18 @@ def book_lengths(count: int, rng) -> list[int]:
     return rng.permutation(np.resize([math.ceil(c.seconds * FRAMES_PER_SECOND) for c in chunks], count)).tolist()
 
 
+def handovers(takes: list[np.ndarray], frames: int) -> list[list[np.ndarray]]:
+    """`takes` as the render hands them to the codec: in order, a hand-over once it holds `frames` frames or more."""
+    out, at = [[]], 0
+    for take in takes:
+        if at >= frames:
+            out.append([])
+            at = 0
+        out[-1].append(take)
+        at += take.shape[1]
+    return out
+
+
 def mixed(codec, rng, count: int, threads: int = 1) -> list[dict]:
     """`count` takes of the book's lengths, decoded in the render's hand-overs, the old way and now
     (and with `threads` > 1, now on that many threads at once, as EngineOptions.decode_threads): a row
@@ -263,16 +275,6 @@ def mixed(codec, rng, count: int, threads: int = 1) -> list[dict]:
     lengths = book_lengths(count, rng)
     takes = [rng.integers(0, CODEBOOK_SIZE, (NUM_CODEBOOKS, n)) for n in lengths]
 
-    def handovers(frames: int) -> list[list[np.ndarray]]:
-        out, at = [[]], 0
-        for take in takes:
-            if at >= frames:
-                out.append([])
-                at = 0
-            out[-1].append(take)
-            at += take.shape[1]
-        return out
-
     def as_they_came(batch):  # before 2026-12-01: each hand-over one batch, padded to a multiple of 2 s
         kept, codec_module.PAD_FRAMES = codec_module.PAD_FRAMES, 25
         try:
@@ -285,11 +287,11 @@ def mixed(codec, rng, count: int, threads: int = 1) -> list[dict]:
     def one_by_one(decode):
         return lambda given: [decode(batch) for batch in given]
 
-    ways = {"as they came": (one_by_one(as_they_came), handovers(AS_THEY_CAME_FRAMES)),
-            "by length": (one_by_one(codec.decode), handovers(DECODE_TOGETHER_FRAMES))}
+    ways = {"as they came": (one_by_one(as_they_came), handovers(takes, AS_THEY_CAME_FRAMES)),
+            "by length": (one_by_one(codec.decode), handovers(takes, DECODE_TOGETHER_FRAMES))}
     if threads > 1:
         ways[f"by length, {threads} threads"] = (lambda given: list(pool.map(codec.decode, given)),
-                                                 handovers(DECODE_TOGETHER_FRAMES))
+                                                 handovers(takes, DECODE_TOGETHER_FRAMES))
     rows = []
     for timed in (False, True):
         for how, (decode, given) in ways.items():

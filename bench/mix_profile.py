@@ -1,4 +1,4 @@
-"""Where the book's mix of take lengths spends its decode time (GPU machine; prints, writes nothing).
+"""Where the book's mix of take lengths spends its decode time (on the GPU machine; prints, writes nothing).
 
     python bench/mix_profile.py --codec /tmp/models/codec.nemo --cases bf16:eager,bf16:wide1-act-fused-apart
 
@@ -15,21 +15,10 @@ import time
 
 import numpy as np
 import torch
-from codec_bench import book_lengths, load_case  # bench/, beside this script
+from codec_bench import book_lengths, handovers, load_case  # bench/, beside this script
 
 from renderer.codec import CODEBOOK_SIZE, FRAMES_PER_SECOND, NUM_CODEBOOKS, batches_by_frames
 from renderer.render import DECODE_TOGETHER_FRAMES
-
-
-def handovers(takes: list[np.ndarray]) -> list[list[np.ndarray]]:
-    out, at = [[]], 0
-    for take in takes:
-        if at >= DECODE_TOGETHER_FRAMES:
-            out.append([])
-            at = 0
-        out[-1].append(take)
-        at += take.shape[1]
-    return out
 
 
 def main() -> None:
@@ -41,8 +30,11 @@ def main() -> None:
     rng = np.random.default_rng(0)
     lengths = book_lengths(args.takes, rng)
     takes = [rng.integers(0, CODEBOOK_SIZE, (NUM_CODEBOOKS, n)) for n in lengths]
-    given = handovers(takes)
+    given = handovers(takes, DECODE_TOGETHER_FRAMES)
     audio_s = sum(lengths) / FRAMES_PER_SECOND
+    on_gpu = torch.cuda.is_available()
+    sync = torch.cuda.synchronize if on_gpu else (lambda: None)
+    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if on_gpu else [])
     for case in args.cases.split(","):
         codec = load_case(args.codec, case)
         for batch in given:
@@ -52,10 +44,10 @@ def main() -> None:
         for batch in given:
             for part in batches_by_frames([t.shape[1] for t in batch], rows_for=codec.rows_for):
                 rows = [batch[i] for i in part]
-                torch.cuda.synchronize()
+                sync()
                 begun = time.perf_counter()
                 codec._decode_rows(rows)
-                torch.cuda.synchronize()
+                sync()
                 ms = 1000 * (time.perf_counter() - begun)
                 width = max(r.shape[1] for r in rows)
                 shapes[(len(rows), width)] += 1
@@ -74,7 +66,6 @@ def main() -> None:
         slowest = sorted(alone, key=lambda a: -a[2] / (a[0] * a[1]))
         for rows, width, ms in slowest[:6]:
             print(f"    {rows} x {width}: {ms:.1f} ms, {1000 * ms / (rows * width):.1f} us")
-        activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
         rows, width, _ = slowest[0]
         batch = [rng.integers(0, CODEBOOK_SIZE, (NUM_CODEBOOKS, width)) for _ in range(rows)]
         codec._decode_rows(batch)
@@ -83,12 +74,12 @@ def main() -> None:
         print(f"  the slowest shape, {rows} x {width}, by input shape:")
         print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_device_time_total", row_limit=8,
                                                                  max_name_column_width=40, max_shapes_column_width=80))
-        torch.cuda.synchronize()
+        sync()
         with torch.profiler.profile(activities=activities) as prof:
             begun = time.perf_counter()
             for batch in given:
                 codec.decode(batch)
-            torch.cuda.synchronize()
+            sync()
             wall = time.perf_counter() - begun
         events = prof.key_averages()
         gpu = sum(e.self_device_time_total for e in events if e.device_type == torch.autograd.DeviceType.CUDA) / 1e6

@@ -225,7 +225,7 @@ def activate(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor 
 def upsample(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor | None, snake: int, slope: float,
              weight: torch.Tensor, bias: torch.Tensor, stride: int, left: int, right: int) -> torch.Tensor:
     """conv_transpose1d(act(x), weight, bias, stride, groups=out channels)[..., left : -right], act as `activate`'s,
-    as one kernel: NeMo's up-sampling layer, each output channel made from its group's in / out input channels.
+    as one kernel: NeMo's up-sampling layer, each output channel made from a group of in / out input channels.
     x: (batch, in, samples), its samples contiguous; weight (in, 1, taps); the result (batch, out, (samples - 1)
     stride + taps - left - right), contiguous, x's dtype. cuDNN's grouped transposed convolution took 16% of the
     decoder's time on the book's mix (bench/README.md, "Twelfth session"); this is a gather, bound by memory."""

@@ -123,8 +123,8 @@ class RunReport:
     # a writer). On Ray the actors stamp theirs: where Ray loses time shows (bench/README.md).
     marks: dict[str, float] = field(default_factory=dict)
     decoded_frames: int = 0  # frames of the takes decoded here
-    warnings: list[str] = field(default_factory=list)  # what ran otherwise than asked, one line each
     padded_frames: int = 0  # frames of the batches they were decoded in (rows x padded longest)
+    warnings: list[str] = field(default_factory=list)  # what ran otherwise than asked, one line each
 
 
 def runaway_message(take: Take) -> str:

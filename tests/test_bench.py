@@ -190,3 +190,18 @@ def test_the_decoders_counted_work_is_what_torch_counts(tiny_models, monkeypatch
                                               "last convolution"]
     assert sum(row["gflop_per_frame"] for row in steps) == pytest.approx(sum(s[0] for s in stages.values()), rel=1e-3)
     assert sum(row["share"] for row in steps) == pytest.approx(1, abs=0.01)
+
+
+def test_the_mix_profile_times_each_batch_and_names_the_slowest(tiny_models, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import mix_profile
+
+    monkeypatch.setattr(sys, "argv", ["mix_profile.py", "--codec", str(tiny_models[1]), "--cases", "fp32:eager",
+                                      "--takes", "3"])
+    mix_profile.main()
+    out = capsys.readouterr().out
+    head = next(line for line in out.splitlines() if line.startswith("## "))  # after NeMo's own lines
+    assert head.startswith("## fp32:eager: ") and " batches, each alone " in head and head.endswith("x")
+    counted = sum(int(line.split(": ")[1].split(" batches")[0]) for line in out.splitlines() if line.startswith("  rows "))
+    assert counted == int(head.split(": ")[1].split(" batches")[0])  # every batch in one row group
+    assert "the slowest a frame" in out and "by input shape" in out and "profiled pass: wall " in out
