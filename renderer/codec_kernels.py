@@ -162,14 +162,25 @@ def _variant(dtype: torch.dtype, residual: bool, c_in: int, c_out: int, on_gpu: 
 def compile_for(capability: int, dtype: torch.dtype, residual: bool, c_in: int, c_out: int):
     """The kernel compiled ahead of time for a GPU of this compute capability (90: Hopper) as `snake_conv`
     would launch it, without a GPU (Triton's own ptxas): for the tests, its compiled form and needs."""
+    constants, options = _variant(dtype, residual, c_in, c_out, on_gpu=True)
+    return _compiled(_snake_conv_kernel, capability, dtype, constants, options)
+
+
+def compile_upsample_for(capability: int, dtype: torch.dtype, c_out: int):
+    """`upsample`'s kernel compiled ahead of time, as `compile_for` the convolution's (the nano codec's 2 taps an
+    output sample)."""
+    constants = {"FAST_SIN": True, "TAPS_PER": 2, "BLOCK_T": 256, "BLOCK_C": min(32, triton.next_power_of_2(c_out))}
+    return _compiled(_upsample_kernel, capability, dtype, constants, {"num_warps": 4})
+
+
+def _compiled(kernel, capability: int, dtype: torch.dtype, constants: dict, options: dict):
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     pointer = "*" + {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-    constants, options = _variant(dtype, residual, c_in, c_out, on_gpu=True)
     signature = {name: "constexpr" if name in constants else pointer if name.endswith("_ptr") else
-                 "fp32" if name == "slope" else "i32" for name in _snake_conv_kernel.arg_names}
-    source = ASTSource(fn=_snake_conv_kernel, signature=signature, constexprs=constants)
+                 "fp32" if name == "slope" else "i32" for name in kernel.arg_names}
+    source = ASTSource(fn=kernel, signature=signature, constexprs=constants)
     return triton.compile(source, target=GPUTarget("cuda", capability, 32), options=options)
 
 

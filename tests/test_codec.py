@@ -325,7 +325,7 @@ def test_the_fused_kernel_compiles_for_hopper_within_its_shared_memory(monkeypat
     """Each tile width the decoder fuses (64 and 32 channels), compiled for an H100/H200 (sm_90) by Triton's own
     ptxas, no GPU needed: with the hardware's sine, in the 227 KB of shared memory a block may have there
     (pipelined float32 tiles needed up to 560 KB), bf16 on the tensor cores (float32 in full precision, as
-    the float32 decoder computes)."""
+    the float32 decoder computes). The up-sampling kernel too, at the first stage's width and the last's."""
     import importlib
 
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # compiled, not interpreted
@@ -338,3 +338,6 @@ def test_the_fused_kernel_compiles_for_hopper_within_its_shared_memory(monkeypat
         ptx = compiled.asm["ptx"]  # Hopper's warp-group MMA for 64-channel tiles, the older MMA for 32
         assert "sin.approx" in ptx
         assert ("wgmma.mma_async" in ptx or "mma.sync" in ptx) == (dtype == torch.bfloat16)
+    for channels in (432, 27):  # the up-sampling kernel, at the first stage's width and the last's
+        compiled = kernels.compile_upsample_for(90, dtype, channels)
+        assert compiled.metadata.shared <= 227 * 1024 and "sin.approx" in compiled.asm["ptx"]
