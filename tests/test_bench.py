@@ -54,6 +54,29 @@ def test_session_refuses_an_unknown_kind_of_case_by_its_line(tmp_path):
     assert f"{cases}: unknown kind 'bogus'" in result.stderr
 
 
+def test_session_runs_only_the_named_cases_each_as_its_last_line(tmp_path):
+    cases = tmp_path / "next.cases"
+    cases.write_text("kernel sweep 60 --old-flag\n"  # an older block's case of the same name
+                     "kernel other 60 --help\n"
+                     "# a later block\n"
+                     "kernel sweep 60 --help\n")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "codec.nemo").touch()
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "BENCH_MODELS": str(tmp_path / "models"),
+           "BENCH_RESULTS": str(tmp_path / "r"), "OUT": str(tmp_path / "out")}
+
+    def session(*names):
+        return subprocess.run(["bash", str(ROOT / "bench" / "gpu" / "session.sh"), str(cases), *names],
+                              capture_output=True, text=True, check=False, env=env, cwd=ROOT)
+
+    result = session("sweep")
+    assert result.returncode == 0, result.stderr
+    marks = (tmp_path / "r" / "marks").read_text()
+    assert "sweep rc=0 at" in marks and "other" not in marks  # the later line's --help, not --old-flag (rc 2)
+    result = session("sweep", "nothing-of-that-name")
+    assert result.returncode == 2 and f"{cases}: no case named nothing-of-that-name" in result.stderr
+
+
 def test_session_runs_each_case_under_its_limit_and_ships_after_each(tmp_path):
     import tarfile
 
