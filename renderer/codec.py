@@ -374,8 +374,7 @@ class Codec:
             self.decode([np.zeros((NUM_CODEBOOKS, PAD_FRAMES), np.int64)])  # compiled now, as part of loading
 
     def _lay_out(self, plan: DecoderPlan, channels_last: bool) -> None:
-        self.plan = plan
-        self.fused, self.kernel_activations = plan.fused, plan.kernel_activations  # as they run here
+        self.plan = plan  # as it runs here
         self.decoder = _plain_decoder(self.model.audio_decoder, channels_last, plan)
 
     def _warm_kernels(self, channels_last: bool) -> None:

@@ -278,8 +278,8 @@ def test_the_upsampling_kernel_is_activation_and_grouped_transposed_convolution(
 def test_the_kernel_decoders_give_the_plain_decoders_audio(tiny_models, codec, interpreted_kernels, monkeypatch):
     monkeypatch.setattr(interpreted_kernels, "BLOCK_T", 1024)  # fewer programs: the interpreter runs each in Python
     fused = load_codec(str(tiny_models[1]), device="cpu", plan=replace(EAGER, fused=True))
-    assert fused.fused and not load_codec(str(tiny_models[1]), device="cpu", plan=replace(EAGER, fused=True),
-                                          compile=False, channels_last=True).fused
+    assert fused.plan.fused and not load_codec(str(tiny_models[1]), device="cpu", plan=replace(EAGER, fused=True),
+                                               compile=False, channels_last=True).plan.fused
     rng = np.random.default_rng(4)
     codes = [rng.integers(0, 4032, size=(4, 2))]
     (want,) = codec.decode(codes)
@@ -306,7 +306,7 @@ def test_a_codec_whose_kernels_fail_decodes_without_them(tiny_models, codec, int
     loaded = load_codec(str(tiny_models[1]), device="cpu", plan=DecoderPlan())
     assert loaded.plan.kernels
     loaded._warm_kernels(channels_last=False)
-    assert not loaded.fused and not loaded.kernel_activations and not loaded.plan.kernels
+    assert not loaded.plan.fused and not loaded.plan.kernel_activations and not loaded.plan.kernels
     assert loaded.kernels_failed.endswith("out of resource: shared memory, Required: 262144, Hardware limit: 101376")
     assert "cpu" in loaded.kernels_failed and "\n" not in loaded.kernels_failed
     codes = [np.random.default_rng(5).integers(0, 4032, size=(4, 3))]
@@ -317,7 +317,7 @@ def test_a_codec_whose_kernels_fail_decodes_without_them(tiny_models, codec, int
 def test_fused_kernels_are_a_gpu_setting(tiny_models, monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     loaded = load_codec(str(tiny_models[1]), device="cpu", plan=DecoderPlan())
-    assert not loaded.fused and not loaded.kernel_activations and loaded.kernels_failed == ""
+    assert not loaded.plan.fused and not loaded.plan.kernel_activations and loaded.kernels_failed == ""
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
