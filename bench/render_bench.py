@@ -37,6 +37,15 @@ from renderer.speech.kani import TOKENS_PER_FRAME
 from renderer.speech.voices import resolve_voice
 
 ROOT = Path(__file__).resolve().parents[1]
+# The codec's DecoderPlan switches, each a --codec-NAME / --no-codec-NAME flag defaulting to the renderer's plan
+CODEC_SWITCHES = {
+    "fused": "the codec's narrower residual units as Triton kernels",
+    "fused_apart": "with --codec-fused: each fused unit's activation as a kernel of its own, then the convolution kernel",
+    "kernel_activations": "the codec's other activations as Triton kernels",
+    "kernel_upsampling": "the codec's up-sampling stages as Triton kernels",
+    "time_major": "the fused units' convolution kernel tiled samples by channels",
+    "folded": "cuDNN's convolutions without their biases, added by the kernels after; a stage's mean summed as written",
+}
 COLUMNS = ("date", "gpu", "vllm", "case", "quantize", "sampler", "async", "replicas", "data_parallel", "gpu_memory",
            "max_seqs", "codec_compiled", "ray", "gpus", "chunks", "audio_s", "engine_start_s", "codec_load_s",
            "generate_s", "tokens_per_s", "generate_x_realtime", "decode_s", "decode_x_realtime", "decode_fill", "total_s",
@@ -230,19 +239,11 @@ def main() -> None:
     parser.add_argument("--chapter-workers", type=int, default=render.CHAPTER_WORKERS,
                         help="processes mastering and writing chapters")
     plan = DecoderPlan()  # the renderer's: each --no-codec-... turns a part of it off
-    parser.add_argument("--codec-fused", action=argparse.BooleanOptionalAction, default=plan.fused,
-                        help="the codec's narrower residual units as Triton kernels (DecoderPlan fused)")
-    parser.add_argument("--codec-fused-apart", action=argparse.BooleanOptionalAction, default=plan.fused_apart,
-                        help="with --codec-fused: each fused unit's activation as a kernel of its own, then the convolution "
-                             "kernel without its per-tap activation (DecoderPlan fused_apart)")
+    for name, help in CODEC_SWITCHES.items():
+        parser.add_argument(f"--codec-{name.replace('_', '-')}", action=argparse.BooleanOptionalAction,
+                            default=getattr(plan, name), help=f"{help} (DecoderPlan {name})")
     parser.add_argument("--codec-wide-stages", type=int, default=plan.wide_stages,
                         help="the codec's first this many up-sampling stages channels-last (DecoderPlan wide_stages)")
-    parser.add_argument("--codec-kernel-activations", action=argparse.BooleanOptionalAction,
-                        default=plan.kernel_activations,
-                        help="the codec's other activations as Triton kernels (DecoderPlan kernel_activations)")
-    parser.add_argument("--codec-kernel-upsampling", action=argparse.BooleanOptionalAction,
-                        default=plan.kernel_upsampling,
-                        help="the codec's up-sampling stages as Triton kernels (DecoderPlan kernel_upsampling)")
     parser.add_argument("--decode-threads", type=int, default=EngineOptions.decode_threads,
                         help="threads decoding at once on each GPU, each on a CUDA stream of its own; 0: the "
                              "renderer's choice (EngineOptions.decode_threads_on_each_gpu; decode_s is summed over them)")
@@ -278,9 +279,8 @@ def main() -> None:
                            async_scheduling=args.async_, compile_codec=args.compile_codec,
                            data_parallel=args.data_parallel, engine_processes=args.engine_processes,
                            engine_core_inline=args.engine_core_inline, decode_threads=args.decode_threads,
-                           codec_plan=DecoderPlan(wide_stages=args.codec_wide_stages, fused=args.codec_fused,
-                                                  fused_apart=args.codec_fused_apart, kernel_activations=args.codec_kernel_activations,
-                                                  kernel_upsampling=args.codec_kernel_upsampling))
+                           codec_plan=DecoderPlan(wide_stages=args.codec_wide_stages,
+                                                  **{name: getattr(args, f"codec_{name}") for name in CODEC_SWITCHES}))
     with tempfile.TemporaryDirectory() as out, PeakMemory() as memory, CpuUse() as cpu:
         options = RenderOptions(voice=voice, out=Path(out), fmt="flac", engine=engine, progress=args.progress)
         report = render_book(book, options, cluster=RayOptions(engines=args.ray_engines) if args.ray else None)
@@ -329,9 +329,8 @@ def main() -> None:
         "peak_gib_by_process": {k: round(v, 2) for k, v in memory.by_process.items()},
         "peak_gib_by_gpu": {k: round(v, 2) for k, v in memory.by_gpu.items()},
         "order": args.order, "decode": args.decode, "decode_threads": engine.decode_threads_on_each_gpu(),
-        "codec_fused": args.codec_fused, "codec_fused_apart": args.codec_fused_apart,
+        **{f"codec_{name}": getattr(args, f"codec_{name}") for name in CODEC_SWITCHES},
         "codec_wide_stages": args.codec_wide_stages,
-        "codec_kernel_activations": args.codec_kernel_activations, "codec_kernel_upsampling": args.codec_kernel_upsampling,
         "chapter_workers": args.chapter_workers, "admit_together": args.admit_together, "cpus": os.cpu_count(),
         # Cores in use by kind of process while the engines generated (engines ready to the last take made).
         "cores_generating": cpu.between(report.marks.get("engines_ready", 0.0), report.marks.get("last_made", 0.0)),

@@ -77,6 +77,14 @@ class DecoderPlan:
     # (`codec_kernels.upsample`), in the plain layout: cuDNN's took 16% of the decoder's time on the book's mix
     # (twelfth session). Off until measured on a GPU.
     kernel_upsampling: bool = False
+    # the fused units' convolution kernel tiled samples by channels (`snake_conv(time_major=True)`): the tensor
+    # cores' long side the samples, so Hopper's warp-group MMA at 32 channels too. Off until measured on a GPU.
+    time_major: bool = False
+    # in the plain layout, each cuDNN convolution made without its bias, which the kernel after it adds (the
+    # activation, or the residual add, one pass instead of torch's two); and a stage's mean of its chains summed
+    # by each chain's last kernel as it writes, not by three passes after. torch's bias add_ took about 6% of the
+    # decoder's time on the book's mix (twelfth session). Off until measured on a GPU.
+    folded: bool = False
 
     @property
     def kernels(self) -> bool:
@@ -110,7 +118,7 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan 
 
     fused, kernel_activations = plan.fused, plan.kernel_activations
     if plan.kernels:
-        from renderer.codec_kernels import activate, snake_conv, upsample
+        from renderer.codec_kernels import activate, add_residual, snake_conv, upsample
 
     building = {"wide": channels_last}  # whether the layers being built run channels-last
 
@@ -147,16 +155,16 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan 
             """alpha and its inverse as the kernels take them: (channels,), or None for leaky ReLU alone."""
             return (None, None) if self.alpha is None else (self.alpha.view(-1), self.inverse.view(-1))
 
-        def then(self, conv, x, residual=None):
-            """conv(self(x)) (+ residual), as one kernel (`fused` only)."""
+        def then(self, conv, x, residual=None, **mean):
+            """conv(self(x)) (+ residual), as one kernel (`fused` only); mean: snake_conv's scale and into."""
             alpha, inverse = self.flat()
             return snake_conv(x, alpha, inverse, self.snake, self.slope, conv.taps, conv.bias, conv.dilation, residual,
-                              apart=plan.fused_apart)
+                              apart=plan.fused_apart, time_major=plan.time_major, **mean)
 
-        def padded(self, x, pad: int):
-            """self(x) after `pad` zeros, as one kernel (`kernel_activations`, the plain layout, only)."""
+        def padded(self, x, pad: int, bias=None):
+            """self(x (+ bias)) after `pad` zeros, as one kernel (`kernel_activations`, the plain layout, only)."""
             alpha, inverse = self.flat()
-            return activate(x, alpha, inverse, self.snake, self.slope, pad)
+            return activate(x, alpha, inverse, self.snake, self.slope, pad, bias)
 
         def forward(self, x):
             if kernel_activations and x.dim() == 3:
@@ -187,6 +195,10 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan 
             if kernel_activations and not self.wide:
                 return F.conv1d(act.padded(x, self.reach), self.weight, self.bias, dilation=self.dilation)
             return self(act(x))
+
+        def unbiased(self, act, x, bias=None):
+            """self(act(x + bias)) less self's bias (`folded`): the activation kernel adds the bias before."""
+            return F.conv1d(act.padded(x, self.reach, bias), self.weight, dilation=self.dilation)
 
         def forward(self, x):
             if self.wide:  # padded both sides, the right overhang dropped
@@ -226,9 +238,21 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan 
             self.act_in, self.conv_in = Activation(nemo.input_activation), Conv(nemo.input_conv)
             self.act_skip, self.conv_skip = Activation(nemo.skip_activation), Conv(nemo.skip_conv)
 
-        def forward(self, x):
-            if fused and x.shape[1] <= plan.fused_channels and x.dim() == 3:
-                return self.act_skip.then(self.conv_skip, self.act_in.then(self.conv_in, x), residual=x)
+        def fuses(self, x) -> bool:
+            return fused and x.shape[1] <= plan.fused_channels and x.dim() == 3
+
+        def folds(self, x) -> bool:
+            """Whether this unit takes a stage's mean in its last kernel (`forward`'s scale and into)."""
+            return x.dim() == 3 and plan.folded and (self.fuses(x) or kernel_activations)
+
+        def forward(self, x, scale: float = 1.0, into=None):
+            """x + the unit's two halves; where it `folds`, times scale, added to `into` if given."""
+            if self.fuses(x):
+                return self.act_skip.then(self.conv_skip, self.act_in.then(self.conv_in, x), residual=x, scale=scale,
+                                          into=into)
+            if self.folds(x):
+                inner = self.conv_skip.unbiased(self.act_skip, self.conv_in.unbiased(self.act_in, x), self.conv_in.bias)
+                return add_residual(inner, self.conv_skip.bias, x, scale, into)
             return x + self.conv_skip.of(self.act_skip, self.conv_in.of(self.act_in, x))
 
     class Decoder(torch.nn.Module):
@@ -276,7 +300,15 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan 
             """The k-th upsampling stage: activation, transposed convolution, residual blocks."""
             act, up, chains = self.stages[k]
             x = up.of(act, self.laid_out(x, self.wide_at[k]))
-            return sum(chain(x) for chain in chains) / len(chains)  # HiFiGANResLayer: the mean of its blocks
+            if not chains[0][0].folds(x):
+                return sum(chain(x) for chain in chains) / len(chains)  # HiFiGANResLayer: the mean of its blocks
+            total = None  # the mean, each chain's last unit adding its share as it writes
+            for chain in chains:
+                y = x
+                for unit in chain[:-1]:
+                    y = unit(y)
+                total = chain[-1](y, scale=1 / len(chains), into=total)
+            return total
 
         def leave(self, x):
             """The last activation and convolution, and the output's clamp (or tanh)."""

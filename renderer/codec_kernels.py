@@ -30,6 +30,9 @@ MOST_BLOCK_C = 64  # channels a program takes in (and makes) at once; more are l
 # eager activation: 1.77x at 27 channels (1.48x at 128 samples and 4 warps), 1.12x at 54 (0.39x). At 108
 # channels no tile came near eager (0.57x at best): the decoder fuses only up to FUSED_MOST_CHANNELS.
 BF16_TILES = {32: (256, 4), 64: (128, 8)}
+_ELEMENTWISE_TILE = (256, 32)  # samples and channels a program of the activation (or residual add) kernel takes
+# time_major (samples by channels, `_snake_conv_kernel`): a first guess, to be swept on a GPU
+BF16_TILES_TIME_MAJOR = {32: (128, 4), 64: (128, 4)}
 
 
 @triton.jit
@@ -45,10 +48,10 @@ def _activation(x, alpha, inverse, is_snake, slope, FAST_SIN: tl.constexpr):
 
 
 @triton.jit(do_not_specialize=["x_batch", "x_chan", "channels", "length", "snake", "pad"])
-def _snake_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, y_ptr, channels, length, snake, slope, pad,
-                  FAST_SIN: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+def _snake_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, b_ptr, y_ptr, channels, length, snake, slope, pad,
+                  HAS_BIAS: tl.constexpr, FAST_SIN: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
     """The activation alone, into a contiguous tensor `pad` samples longer, those first (`activate`): y[t] =
-    act(x[t - pad]), and act(0) = 0 for Snake and leaky ReLU alike, so the padding is zeros."""
+    act(x[t - pad] (+ bias)), and act(0) = 0 for Snake and leaky ReLU alike, so the padding is zeros."""
     t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     row = tl.program_id(1)
     c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -59,9 +62,31 @@ def _snake_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, y_ptr, channels, l
     at = t - pad
     x = tl.load(x_ptr + row * x_batch + c[:, None] * x_chan + at[None, :], mask=written & (at[None, :] >= 0),
                 other=0.0).to(tl.float32)
+    if HAS_BIAS:  # the previous convolution's, which it left out; not on the padding
+        bias = tl.load(b_ptr + c, mask=c < channels, other=0.0).to(tl.float32)
+        x += tl.where(at[None, :] >= 0, bias[:, None], 0.0)
     act = _activation(x, alpha[:, None], inverse[:, None], is_snake[:, None], slope, FAST_SIN)
     tl.store(y_ptr + row * channels * (length + pad) + c[:, None] * (length + pad) + t[None, :],
              act.to(y_ptr.dtype.element_ty), mask=written)
+
+
+@triton.jit(do_not_specialize=["res_batch", "res_chan", "channels", "length"])
+def _residual_kernel(conv_ptr, b_ptr, res_ptr, res_batch, res_chan, y_ptr, channels, length, scale,
+                     ACCUMULATE: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+    """y = scale (conv + bias + residual) (+ y, ACCUMULATE), conv and y contiguous (`add_residual`)."""
+    t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    row = tl.program_id(1)
+    c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+    written = (c[:, None] < channels) & (t[None, :] < length)
+    at = row * channels * length + c[:, None] * length + t[None, :]
+    total = tl.load(conv_ptr + at, mask=written, other=0.0).to(tl.float32)
+    total += tl.load(b_ptr + c, mask=c < channels, other=0.0).to(tl.float32)[:, None]
+    total += tl.load(res_ptr + row * res_batch + c[:, None] * res_chan + t[None, :], mask=written,
+                     other=0.0).to(tl.float32)
+    total = total * scale
+    if ACCUMULATE:
+        total += tl.load(y_ptr + at, mask=written, other=0.0).to(tl.float32)
+    tl.store(y_ptr + at, total.to(y_ptr.dtype.element_ty), mask=written)
 
 
 @triton.jit(do_not_specialize=["x_batch", "x_chan", "channels", "in_len", "out_len", "snake", "stride", "left",
@@ -103,44 +128,60 @@ def _upsample_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr, y
 @triton.jit(do_not_specialize=["x_batch", "x_chan", "res_batch", "res_chan", "c_in", "c_out", "length", "snake",
                                "taps", "dilation"])
 def _snake_conv_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr, res_ptr, res_batch, res_chan,
-                       y_ptr, c_in, c_out, length, snake, slope, taps, dilation,
-                       HAS_RESIDUAL: tl.constexpr, IEEE: tl.constexpr, FAST_SIN: tl.constexpr,
-                       ACTIVATE: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr):
+                       y_ptr, c_in, c_out, length, snake, slope, taps, dilation, scale,
+                       HAS_RESIDUAL: tl.constexpr, ACCUMULATE: tl.constexpr, IEEE: tl.constexpr,
+                       FAST_SIN: tl.constexpr, ACTIVATE: tl.constexpr, TIME_MAJOR: tl.constexpr,
+                       BLOCK_T: tl.constexpr, BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr):
+    """y = scale (conv(act(x)) + bias (+ residual)) (+ y, ACCUMULATE). TIME_MAJOR: the product's tile is samples by
+    channels, so that its long side (BLOCK_T) is the tensor cores' M, Hopper's warp-group MMA at any channel block;
+    else channels by samples, M the output channels' block (the warp-group MMA only from 64)."""
     t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     row = tl.program_id(1)
     co = tl.program_id(2) * BLOCK_CO + tl.arange(0, BLOCK_CO)
-    co_ok = co < c_out
     # not tl.zeros: a jit function, which Triton's interpreter (the tests) runs only if set before triton's import
-    acc = tl.full((BLOCK_CO, BLOCK_T), 0.0, tl.float32)
+    if TIME_MAJOR:
+        co2, t2 = co[None, :], t[:, None]
+        acc = tl.full((BLOCK_T, BLOCK_CO), 0.0, tl.float32)
+    else:
+        co2, t2 = co[:, None], t[None, :]
+        acc = tl.full((BLOCK_CO, BLOCK_T), 0.0, tl.float32)
     x_row = x_ptr + row * x_batch
     for ci0 in range(0, c_in, BLOCK_CI):
         ci = ci0 + tl.arange(0, BLOCK_CI)
-        ci_ok = ci < c_in
-        is_snake = ci < snake
-        alpha = tl.load(alpha_ptr + ci, mask=is_snake, other=1.0).to(tl.float32)
-        inverse = tl.load(inv_ptr + ci, mask=is_snake, other=0.0).to(tl.float32)
+        if TIME_MAJOR:  # an input channel: a column of x's tile, a row of the weights'
+            ci_x, ci_w = ci[None, :], ci[:, None]
+        else:
+            ci_x, ci_w = ci[:, None], ci[None, :]
+        is_snake = ci_x < snake
+        alpha = tl.load(alpha_ptr + ci_x, mask=is_snake, other=1.0).to(tl.float32)
+        inverse = tl.load(inv_ptr + ci_x, mask=is_snake, other=0.0).to(tl.float32)
         for j in range(taps):
             # causal: out[t] = sum over taps j of W[:, :, j] x[t - (taps - 1 - j) dilation], zero before the start
-            at = t - (taps - 1 - j) * dilation
-            inside = ci_ok[:, None] & (at[None, :] >= 0) & (at[None, :] < length)
-            x = tl.load(x_row + ci[:, None] * x_chan + at[None, :], mask=inside, other=0.0).to(tl.float32)
+            at = t2 - (taps - 1 - j) * dilation
+            inside = (ci_x < c_in) & (at >= 0) & (at < length)
+            x = tl.load(x_row + ci_x * x_chan + at, mask=inside, other=0.0).to(tl.float32)
             if ACTIVATE:  # each tap activates its window again (Triton cannot shift a tile in registers)
-                act = _activation(x, alpha[:, None], inverse[:, None], is_snake[:, None], slope, FAST_SIN)
+                act = _activation(x, alpha, inverse, is_snake, slope, FAST_SIN)
             else:  # activated apart (`activate`): a convolution alone
                 act = x
-            w = tl.load(w_ptr + j * c_out * c_in + co[:, None] * c_in + ci[None, :],
-                        mask=co_ok[:, None] & ci_ok[None, :], other=0.0)
-            if IEEE:
-                acc += tl.dot(w, act.to(w.dtype), input_precision="ieee")
+            w = tl.load(w_ptr + j * c_out * c_in + co2 * c_in + ci_w, mask=(co2 < c_out) & (ci_w < c_in), other=0.0)
+            if TIME_MAJOR:
+                a, b = act.to(w.dtype), w
             else:
-                acc += tl.dot(w, act.to(w.dtype))
-    acc += tl.load(b_ptr + co, mask=co_ok, other=0.0).to(tl.float32)[:, None]
-    written = co_ok[:, None] & (t[None, :] < length)
+                a, b = w, act.to(w.dtype)
+            if IEEE:
+                acc += tl.dot(a, b, input_precision="ieee")
+            else:
+                acc += tl.dot(a, b)
+    acc += tl.load(b_ptr + co2, mask=co2 < c_out, other=0.0).to(tl.float32)
+    written = (co2 < c_out) & (t2 < length)
     if HAS_RESIDUAL:
-        acc += tl.load(res_ptr + row * res_batch + co[:, None] * res_chan + t[None, :], mask=written,
-                       other=0.0).to(tl.float32)
-    tl.store(y_ptr + row * c_out * length + co[:, None] * length + t[None, :], acc.to(y_ptr.dtype.element_ty),
-             mask=written)
+        acc += tl.load(res_ptr + row * res_batch + co2 * res_chan + t2, mask=written, other=0.0).to(tl.float32)
+    out = y_ptr + row * c_out * length + co2 * length + t2
+    acc = acc * scale
+    if ACCUMULATE:
+        acc += tl.load(out, mask=written, other=0.0).to(tl.float32)
+    tl.store(out, acc.to(y_ptr.dtype.element_ty), mask=written)
 
 
 def _block(channels: int) -> int:
@@ -148,28 +189,32 @@ def _block(channels: int) -> int:
     return min(MOST_BLOCK_C, max(16, triton.next_power_of_2(channels)))
 
 
-def _variant(dtype: torch.dtype, residual: bool, c_in: int, c_out: int, on_gpu: bool,
-             activate: bool = True) -> tuple[dict, dict]:
+def _variant(dtype: torch.dtype, residual: bool, c_in: int, c_out: int, on_gpu: bool, activate: bool = True,
+             time_major: bool = False, accumulate: bool = False) -> tuple[dict, dict]:
     """The kernel's compile-time arguments for one use, and its launch options. float32 runs unpipelined:
     pipelined, its 64-channel tiles would need up to 560 KB of shared memory (an H100 has 227 KB)."""
     full = dtype == torch.float32
-    samples, warps = (BLOCK_T, 4) if full else BF16_TILES.get(_block(c_out), (BLOCK_T, 4))
-    constants = {"HAS_RESIDUAL": residual, "IEEE": full, "FAST_SIN": on_gpu, "ACTIVATE": activate, "BLOCK_T": samples,
-                 "BLOCK_CI": _block(c_in), "BLOCK_CO": _block(c_out)}
+    table = BF16_TILES_TIME_MAJOR if time_major else BF16_TILES
+    samples, warps = (BLOCK_T, 4) if full else table.get(_block(c_out), (BLOCK_T, 4))
+    constants = {"HAS_RESIDUAL": residual, "ACCUMULATE": accumulate, "IEEE": full, "FAST_SIN": on_gpu,
+                 "ACTIVATE": activate, "TIME_MAJOR": time_major, "BLOCK_T": samples, "BLOCK_CI": _block(c_in),
+                 "BLOCK_CO": _block(c_out)}
     return constants, {"num_warps": warps, "num_stages": 1 if full else 3}
 
 
-def compile_for(capability: int, dtype: torch.dtype, residual: bool, c_in: int, c_out: int):
+def compile_for(capability: int, dtype: torch.dtype, residual: bool, c_in: int, c_out: int, activate: bool = True,
+                time_major: bool = False):
     """The kernel compiled ahead of time for a GPU of this compute capability (90: Hopper) as `snake_conv`
     would launch it, without a GPU (Triton's own ptxas): for the tests, its compiled form and needs."""
-    constants, options = _variant(dtype, residual, c_in, c_out, on_gpu=True)
+    constants, options = _variant(dtype, residual, c_in, c_out, on_gpu=True, activate=activate, time_major=time_major)
     return _compiled(_snake_conv_kernel, capability, dtype, constants, options)
 
 
 def compile_upsample_for(capability: int, dtype: torch.dtype, c_out: int):
     """`upsample`'s kernel compiled ahead of time, as `compile_for` the convolution's (the nano codec's 2 taps an
     output sample)."""
-    constants = {"FAST_SIN": True, "TAPS_PER": 2, "BLOCK_T": 256, "BLOCK_C": min(32, triton.next_power_of_2(c_out))}
+    constants = {"FAST_SIN": True, "TAPS_PER": 2, "BLOCK_T": _ELEMENTWISE_TILE[0],
+                 "BLOCK_C": min(_ELEMENTWISE_TILE[1], triton.next_power_of_2(c_out))}
     return _compiled(_upsample_kernel, capability, dtype, constants, {"num_warps": 4})
 
 
@@ -179,20 +224,23 @@ def _compiled(kernel, capability: int, dtype: torch.dtype, constants: dict, opti
 
     pointer = "*" + {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
     signature = {name: "constexpr" if name in constants else pointer if name.endswith("_ptr") else
-                 "fp32" if name == "slope" else "i32" for name in kernel.arg_names}
+                 "fp32" if name in ("slope", "scale") else "i32" for name in kernel.arg_names}
     source = ASTSource(fn=kernel, signature=signature, constexprs=constants)
     return triton.compile(source, target=GPUTarget("cuda", capability, 32), options=options)
 
 
 def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor | None, snake: int, slope: float,
                weight: torch.Tensor, bias: torch.Tensor, dilation: int, residual: torch.Tensor | None = None,
-               tiles: dict | None = None, apart: bool = False):
+               tiles: dict | None = None, apart: bool = False, time_major: bool = False,
+               into: torch.Tensor | None = None, scale: float = 1.0):
     """conv(act(x)) + bias (+ residual): act is Snake (x + inverse sin(alpha x)^2) on the first `snake`
     channels and leaky ReLU (`slope`) on the rest; conv is causal, of `weight` laid out (taps, out, in), at
     `dilation`. x: (batch, in, samples), its samples contiguous; the result (batch, out, samples), x's dtype.
     tiles: any of BLOCK_T, BLOCK_CI, BLOCK_CO, num_warps and num_stages in place of `_variant`'s (for
     bench/snake_conv_bench.py). apart: the activation as a kernel of its own (`activate`), once, and then
-    the convolution alone, instead of activating each tap's window again."""
+    the convolution alone, instead of activating each tap's window again. time_major: the kernel's tiles samples
+    by channels. scale: the result times this; into: added to this contiguous tensor, in place, and that returned
+    (a stage's mean of its chains, summed as they finish)."""
     rows, c_in, length = x.shape
     taps, c_out, _ = weight.shape
     if apart:
@@ -201,35 +249,53 @@ def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tenso
         x = x.contiguous()
     if residual is not None and residual.stride(2) != 1:
         residual = residual.contiguous()
-    y = torch.empty((rows, c_out, length), dtype=x.dtype, device=x.device)
+    y = into if into is not None else torch.empty((rows, c_out, length), dtype=x.dtype, device=x.device)
     if alpha is None:  # leaky ReLU only: any tensor stands in, none of it is read
         alpha = inverse = bias
     res = residual if residual is not None else y
-    constants, options = _variant(x.dtype, residual is not None, c_in, c_out, x.is_cuda, activate=not apart)
+    constants, options = _variant(x.dtype, residual is not None, c_in, c_out, x.is_cuda, activate=not apart,
+                                  time_major=time_major, accumulate=into is not None)
     for key, value in (tiles or {}).items():
         (options if key in options else constants)[key] = value
     grid = (triton.cdiv(length, constants["BLOCK_T"]), rows, triton.cdiv(c_out, constants["BLOCK_CO"]))
     _snake_conv_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, weight, bias, res, res.stride(0),
-                             res.stride(1), y, c_in, c_out, length, snake, float(slope), taps, dilation,
+                             res.stride(1), y, c_in, c_out, length, snake, float(slope), taps, dilation, float(scale),
                              **constants, **options)
     return y
 
 
 def activate(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor | None, snake: int,
-             slope: float, pad: int = 0) -> torch.Tensor:
+             slope: float, pad: int = 0, bias: torch.Tensor | None = None) -> torch.Tensor:
     """act(x) as `snake_conv` applies it, as one kernel: x (batch, channels, samples), its samples contiguous;
     the result contiguous, x's dtype, after `pad` zeros (a causal convolution's left padding, written in the
-    same pass: no copy by F.pad)."""
+    same pass: no copy by F.pad). bias: (channels,), added to x first (a convolution's, left out of it)."""
     rows, channels, length = x.shape
     if x.stride(2) != 1:
         x = x.contiguous()
     y = torch.empty((rows, channels, pad + length), dtype=x.dtype, device=x.device)
     if alpha is None:  # leaky ReLU only: any tensor stands in, none of it is read
         alpha = inverse = y
-    block_t, block_c = 256, min(32, triton.next_power_of_2(channels))
+    block_t, block_c = _ELEMENTWISE_TILE[0], min(_ELEMENTWISE_TILE[1], triton.next_power_of_2(channels))
     grid = (triton.cdiv(pad + length, block_t), rows, triton.cdiv(channels, block_c))
-    _snake_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, y, channels, length, snake, float(slope), pad,
-                        FAST_SIN=x.is_cuda, BLOCK_T=block_t, BLOCK_C=block_c, num_warps=4)
+    _snake_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, bias if bias is not None else y, y, channels,
+                        length, snake, float(slope), pad, HAS_BIAS=bias is not None, FAST_SIN=x.is_cuda,
+                        BLOCK_T=block_t, BLOCK_C=block_c, num_warps=4)
+    return y
+
+
+def add_residual(conv: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor, scale: float = 1.0,
+                 into: torch.Tensor | None = None) -> torch.Tensor:
+    """scale (conv + bias + residual), one pass: a residual unit's end after a convolution made without its bias.
+    conv: (batch, channels, samples), contiguous, overwritten with the result and returned; or, with `into` (as
+    `snake_conv`'s), the result added to that in place and it returned."""
+    rows, channels, length = conv.shape
+    if residual.stride(2) != 1:
+        residual = residual.contiguous()
+    y = into if into is not None else conv
+    block_t, block_c = _ELEMENTWISE_TILE[0], min(_ELEMENTWISE_TILE[1], triton.next_power_of_2(channels))
+    grid = (triton.cdiv(length, block_t), rows, triton.cdiv(channels, block_c))
+    _residual_kernel[grid](conv, bias, residual, residual.stride(0), residual.stride(1), y, channels, length,
+                           float(scale), ACCUMULATE=into is not None, BLOCK_T=block_t, BLOCK_C=block_c, num_warps=4)
     return y
 
 
@@ -251,7 +317,7 @@ def upsample(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor 
     y = torch.empty((rows, c_out, out_len), dtype=x.dtype, device=x.device)
     if alpha is None:  # leaky ReLU only: any tensor stands in, none of it is read
         alpha = inverse = bias
-    block_t, block_c = 256, min(32, triton.next_power_of_2(c_out))
+    block_t, block_c = _ELEMENTWISE_TILE[0], min(_ELEMENTWISE_TILE[1], triton.next_power_of_2(c_out))
     grid = (triton.cdiv(out_len, block_t), rows, triton.cdiv(c_out, block_c))
     _upsample_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, weight, bias, y, c_out, length, out_len, snake,
                            float(slope), stride, left, taps, c_in // c_out, FAST_SIN=x.is_cuda,

@@ -236,21 +236,53 @@ def test_the_fused_kernel_is_activation_convolution_bias_and_residual(interprete
     x, residual = wide[:, :, 5:305], torch.randn(2, 24, 300)  # x's rows and channels strided, as UpSample's
     alpha, inverse = torch.rand(10) + 0.5, torch.rand(10) + 0.5
     weight, bias = torch.randn(24, 20, 3), torch.randn(24)
-    for snake, apart in ((10, True), (10, False), (0, False)):  # activated apart; half-snake, leaky ReLU alone
-        act = torch.cat([x[:, :snake] + inverse[:snake, None] * torch.sin(alpha[:snake, None] * x[:, :snake]) ** 2,
-                         F.leaky_relu(x[:, snake:], 0.1)], dim=1)
+    def activated(x, snake):
+        return torch.cat([x[:, :snake] + inverse[:snake, None] * torch.sin(alpha[:snake, None] * x[:, :snake]) ** 2,
+                          F.leaky_relu(x[:, snake:], 0.1)], dim=1)
+
+    # activated apart, at each tap, then at each tap tiled samples by channels; half-snake, leaky ReLU alone
+    for snake, apart, time_major in ((10, True, False), (10, False, False), (10, False, True), (10, True, True),
+                                     (0, False, False)):
+        act = activated(x, snake)
         want = F.conv1d(F.pad(act, (6, 0)), weight, bias, dilation=3) + residual
         got = interpreted_kernels.snake_conv(x, alpha if snake else None, inverse if snake else None, snake, 0.1,
-                                             weight.permute(2, 0, 1).contiguous(), bias, 3, residual, apart=apart)
+                                             weight.permute(2, 0, 1).contiguous(), bias, 3, residual, apart=apart,
+                                             time_major=time_major)
         assert got.shape == want.shape and got.is_contiguous()
         assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
         if apart:
-            activated = interpreted_kernels.activate(x, alpha, inverse, snake, 0.1)
-            assert activated.is_contiguous() and torch.allclose(activated, act, atol=1e-5, rtol=1e-5)
+            activated_apart = interpreted_kernels.activate(x, alpha, inverse, snake, 0.1)
+            assert activated_apart.is_contiguous() and torch.allclose(activated_apart, act, atol=1e-5, rtol=1e-5)
             padded = interpreted_kernels.activate(x, alpha, inverse, snake, 0.1, pad=6)  # a convolution's padding too
             assert torch.allclose(padded, F.pad(act, (6, 0)), atol=1e-5, rtol=1e-5)
     unadded = interpreted_kernels.snake_conv(x, None, None, 0, 0.1, weight.permute(2, 0, 1).contiguous(), bias, 3)
     assert torch.allclose(unadded, want - residual, atol=1e-4, rtol=1e-4)
+    # a stage's mean of its chains, each one's share added as it is written (want: the leaky ReLU's, the last above)
+    total = torch.randn(2, 24, 300)
+    summed = interpreted_kernels.snake_conv(x, None, None, 0, 0.1, weight.permute(2, 0, 1).contiguous(), bias, 3,
+                                            residual, time_major=True, into=total.clone(), scale=1 / 3)
+    assert torch.allclose(summed, total + want / 3, atol=1e-4, rtol=1e-4)
+
+
+def test_a_folded_unit_adds_its_biases_in_the_activation_and_the_residual_add(interpreted_kernels):
+    """kernel_activations with folded: the activation kernel adds the bias the convolution before it left out (not
+    on the padding), and the residual add, one pass, adds the last bias and the residual, and scales (a mean)."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(3)
+    x, bias = torch.randn(2, 12, 40)[:, 2:], torch.randn(10)  # channels strided
+    alpha, inverse = torch.rand(5) + 0.5, torch.rand(5) + 0.5
+    shifted = x + bias[:, None]
+    act = torch.cat([shifted[:, :5] + inverse[:, None] * torch.sin(alpha[:, None] * shifted[:, :5]) ** 2,
+                     F.leaky_relu(shifted[:, 5:], 0.2)], dim=1)
+    got = interpreted_kernels.activate(x, alpha, inverse, 5, 0.2, pad=4, bias=bias)
+    assert torch.allclose(got, F.pad(act, (4, 0)), atol=1e-5, rtol=1e-5)
+    conv, total = torch.randn(2, 10, 40), torch.randn(2, 10, 40)
+    want = (conv + bias[:, None] + x) / 3
+    assert torch.allclose(interpreted_kernels.add_residual(conv.clone(), bias, x, 1 / 3), want, atol=1e-6)
+    into = total.clone()
+    assert interpreted_kernels.add_residual(conv, bias, x, 1 / 3, into=into) is into
+    assert torch.allclose(into, total + want, atol=1e-6)
 
 
 def test_the_upsampling_kernel_is_activation_and_grouped_transposed_convolution(interpreted_kernels):
@@ -287,7 +319,8 @@ def test_the_kernel_decoders_give_the_plain_decoders_audio(tiny_models, codec, i
     monkeypatch.setattr(interpreted_kernels, "activate", lambda *args, act=interpreted_kernels.activate:
                         activations.append(1) or act(*args))
     plans = [replace(EAGER, fused=True, fused_apart=True), replace(EAGER, kernel_activations=True, wide_stages=2),
-             DecoderPlan(kernel_upsampling=True)]  # the last: the default and the up-sampling kernel, every kernel
+             replace(EAGER, kernel_activations=True, folded=True),  # cuDNN's convolutions without their biases
+             DecoderPlan(kernel_upsampling=True, time_major=True, folded=True)]  # the last: every kernel
     for each, apart in [(fused, False)] + [(load_codec(str(tiny_models[1]), device="cpu", plan=p), True) for p in plans]:
         activations.clear()
         (got,) = each.decode(codes)
@@ -338,6 +371,10 @@ def test_the_fused_kernel_compiles_for_hopper_within_its_shared_memory(monkeypat
         ptx = compiled.asm["ptx"]  # Hopper's warp-group MMA for 64-channel tiles, the older MMA for 32
         assert "sin.approx" in ptx
         assert ("wgmma.mma_async" in ptx or "mma.sync" in ptx) == (dtype == torch.bfloat16)
+        if dtype == torch.bfloat16:  # tiled samples by channels: the warp-group MMA at either width
+            time_major = kernels.compile_for(90, dtype, residual=True, c_in=channels, c_out=channels, activate=False,
+                                             time_major=True)
+            assert time_major.metadata.shared <= 227 * 1024 and "wgmma.mma_async" in time_major.asm["ptx"]
     for channels in (432, 27):  # the up-sampling kernel, at the first stage's width and the last's
         compiled = kernels.compile_upsample_for(90, dtype, channels)
         assert compiled.metadata.shared <= 227 * 1024 and "sin.approx" in compiled.asm["ptx"]
