@@ -28,7 +28,11 @@ STAGES = ((108, 294), (54, 882), (27, 1764))
 # Each up-sampling stage: its output channels (from twice as many) and stride, and samples a frame before it
 UPSAMPLING = ((432, 7, 1), (216, 7, 7), (108, 6, 49), (54, 3, 294), (27, 2, 882))
 TAPS, DILATION, SLOPE = 7, 3, 0.01
-COLUMNS = ("date", "gpu", "channels", "batch", "how", "ms", "tflops", "x_eager")
+COLUMNS = ("date", "gpu", "channels", "batch", "how", "ms", "tflops", "gb_s", "x_eager")
+# Tiles swept for the elementwise kernels (up-sampling, activation): samples, channels, warps. Each thread holds
+# BLOCK_T x BLOCK_C / (32 warps) of a tile: at 8 or more, the up-sampling kernel took 255 registers (cuobjdump).
+ELEMENTWISE_TILES = ((256, 32, 4), (32, 8, 4), (64, 8, 4), (128, 4, 4), (64, 4, 2), (256, 4, 8), (128, 8, 4),
+                     (512, 8, 8), (1024, 4, 8))
 
 
 def configurations(channels: int, apart: bool):
@@ -77,9 +81,7 @@ def one_stage(channels: int, per_frame: int, args, gpu: str, date: str) -> list[
                 "x_eager": round(base / seconds, 2)}
 
     def eager():
-        head = x[:, :snake]
-        head = head + inverse[:, None] * torch.sin(alpha[:, None] * head).pow(2)
-        act = torch.cat([head, F.leaky_relu(x[:, snake:], SLOPE)], dim=1)
+        act = eager_activation(x, alpha, inverse, snake)
         return F.conv1d(F.pad(act, ((TAPS - 1) * DILATION, 0)), weight, bias, dilation=DILATION)
 
     def activated():  # the decoder's kernel_activations: one kernel activating and padding, then cuDNN
@@ -113,8 +115,48 @@ def one_stage(channels: int, per_frame: int, args, gpu: str, date: str) -> list[
     return rows
 
 
+def tiles_of(each: tuple) -> dict:
+    return dict(zip(("BLOCK_T", "BLOCK_C", "num_warps"), each, strict=True))
+
+
+def swept(label: str, eager, kernel, moved: int, flop: int, repeat: int, base_row: dict) -> list[dict]:
+    """eager, then kernel(tiles) at each of ELEMENTWISE_TILES: a row each, with its bandwidth (moved bytes)."""
+    from triton.runtime.errors import OutOfResources
+
+    eager()
+    base, want = median_seconds(eager, repeat)
+    rows = []
+
+    def row(how, took):
+        rows.append({**base_row, "how": how, "ms": round(took * 1e3, 3), "tflops": round(flop / took / 1e12, 2),
+                     "gb_s": round(moved / took / 1e9), "x_eager": round(base / took, 2)})
+
+    row(f"{label}, eager", base)
+    print(rows[-1], flush=True)
+    for each in ELEMENTWISE_TILES:
+        try:
+            kernel(tiles_of(each))
+        except OutOfResources as err:
+            print(f"{label} {each}: {str(err).splitlines()[0]}", flush=True)
+            continue
+        seconds, got = median_seconds(lambda each=each: kernel(tiles_of(each)), repeat)
+        row(f"{label} kernel, BLOCK_T={each[0]}, BLOCK_C={each[1]}, num_warps={each[2]}", seconds)
+        error = float((got.float() - want.float()).norm() / want.float().norm())
+        print(rows[-1], f"relative error {error:.1e}", flush=True)
+    return rows
+
+
+def eager_activation(x, alpha, inverse, snake):
+    import torch
+    import torch.nn.functional as F
+
+    head = x[:, :snake]
+    head = head + inverse[:, None] * torch.sin(alpha[:, None] * head).pow(2)
+    return torch.cat([head, F.leaky_relu(x[:, snake:], SLOPE)], dim=1)
+
+
 def upsampling(args, gpu: str, date: str) -> list[dict]:
-    """Each up-sampling stage, eager (activation, grouped conv_transpose1d, trimmed) and as one kernel: two rows."""
+    """Each up-sampling stage, eager (activation, grouped conv_transpose1d, trimmed), then as one kernel at each tile."""
     import torch
     import torch.nn.functional as F
 
@@ -129,28 +171,46 @@ def upsampling(args, gpu: str, date: str) -> list[dict]:
         weight = torch.randn(c_in, 1, 2 * stride, device="cuda", dtype=torch.bfloat16) / 2
         bias = torch.randn(c_out, device="cuda", dtype=torch.bfloat16)
         flop = 2 * args.rows * length * stride * c_out * 2 * 2  # each output: 2 inputs, 2 taps each
+        moved = 2 * args.rows * length * (c_in + c_out * stride)  # bf16 in, once, and out
         batch = f"{args.rows} x {args.frames} frames ({length} samples in, {c_in} channels, stride {stride})"
 
         def eager(x=x, alpha=alpha, inverse=inverse, weight=weight, bias=bias, stride=stride, c_out=c_out, snake=snake):
-            head = x[:, :snake]
-            head = head + inverse[:, None] * torch.sin(alpha[:, None] * head).pow(2)
-            act = torch.cat([head, F.leaky_relu(x[:, snake:], SLOPE)], dim=1)
-            out = F.conv_transpose1d(act, weight, bias, stride=stride, groups=c_out)
+            out = F.conv_transpose1d(eager_activation(x, alpha, inverse, snake), weight, bias, stride=stride,
+                                     groups=c_out)
             return out[..., : out.shape[-1] - stride]
 
-        def kernel(x=x, alpha=alpha, inverse=inverse, weight=weight, bias=bias, stride=stride, snake=snake):
-            return upsample(x, alpha, inverse, snake, SLOPE, weight, bias, stride, 0, stride)
+        def kernel(tiles, x=x, alpha=alpha, inverse=inverse, weight=weight, bias=bias, stride=stride, snake=snake):
+            return upsample(x, alpha, inverse, snake, SLOPE, weight, bias, stride, 0, stride, tiles=tiles)
 
-        eager()
-        base, want = median_seconds(eager, args.repeat)
-        kernel()
-        seconds, got = median_seconds(kernel, args.repeat)
-        error = float((got.float() - want.float()).norm() / want.float().norm())
-        for how, took in (("up-sampling, eager", base), ("up-sampling kernel", seconds)):
-            rows.append({"date": date, "gpu": gpu, "channels": c_out, "batch": batch, "how": how,
-                         "ms": round(took * 1e3, 2), "tflops": round(flop / took / 1e12, 2),
-                         "x_eager": round(base / took, 2)})
-            print(rows[-1], f"relative error {error:.1e}" if took is seconds else "", flush=True)
+        rows += swept("up-sampling", eager, kernel, moved, flop, args.repeat,
+                      {"date": date, "gpu": gpu, "channels": c_out, "batch": batch})
+    return rows
+
+
+def activations(args, gpu: str, date: str) -> list[dict]:
+    """The activation and a convolution's padding (7 taps, dilation 3) at each stage's width and length, eager
+    (torch's ops, then F.pad), then `activate` at each tile."""
+    import torch
+    import torch.nn.functional as F
+
+    from renderer.codec_kernels import activate
+
+    rows, pad = [], (TAPS - 1) * DILATION
+    for channels, stride, per_frame in UPSAMPLING:  # the activations inside each stage, after its up-sampling
+        length, snake = args.frames * per_frame * stride, channels // 2
+        x = torch.randn(args.rows, channels, length, device="cuda", dtype=torch.bfloat16)
+        alpha = torch.rand(snake, device="cuda", dtype=torch.bfloat16) + 0.5
+        inverse = (alpha + 1e-9).reciprocal()
+        batch = f"{args.rows} x {args.frames} frames ({length} samples)"
+
+        def eager(x=x, alpha=alpha, inverse=inverse, snake=snake):
+            return F.pad(eager_activation(x, alpha, inverse, snake), (pad, 0))
+
+        def kernel(tiles, x=x, alpha=alpha, inverse=inverse, snake=snake):
+            return activate(x, alpha, inverse, snake, SLOPE, pad, tiles=tiles)
+
+        rows += swept("activation", eager, kernel, 2 * x.numel() * 2, 0, args.repeat,
+                      {"date": date, "gpu": gpu, "channels": channels, "batch": batch})
     return rows
 
 
@@ -163,7 +223,8 @@ def main() -> None:
                         help="fused (the activation at each tap), apart (activated once, by a kernel of its own), "
                              "or both, comma-separated")
     parser.add_argument("--what", default="units,upsampling",
-                        help="units (the residual units' halves), upsampling (the up-sampling stages), or both")
+                        help="units (the residual units' halves), upsampling (the up-sampling stages), activation (the "
+                             "activation kernel alone, each stage's shape), comma-separated")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     args.apart = [{"fused": False, "apart": True}[way] for way in args.apart.split(",")]
@@ -176,6 +237,7 @@ def main() -> None:
     rows = [row for channels, per_frame in STAGES for row in one_stage(channels, per_frame, args, gpu, date)
             ] if "units" in what else []
     rows += upsampling(args, gpu, date) if "upsampling" in what else []
+    rows += activations(args, gpu, date) if "activation" in what else []
     header = ("# The fused residual-unit kernel alone against eager\n\n"
               f"bench/snake_conv_bench.py: {TAPS} taps, dilation {DILATION}, bf16, random weights; x_eager > 1 is faster.")
     append_rows(rows, args.results / "snake_conv.json", args.results / "snake_conv.md", COLUMNS, header)

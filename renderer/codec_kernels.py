@@ -30,7 +30,11 @@ MOST_BLOCK_C = 64  # channels a program takes in (and makes) at once; more are l
 # eager activation: 1.77x at 27 channels (1.48x at 128 samples and 4 warps), 1.12x at 54 (0.39x). At 108
 # channels no tile came near eager (0.57x at best): the decoder fuses only up to FUSED_MOST_CHANNELS.
 BF16_TILES = {32: (256, 4), 64: (128, 8)}
-_ELEMENTWISE_TILE = (256, 32)  # samples and channels a program of the activation (or residual add) kernel takes
+# A program of the activation (or residual add) kernel: samples, channels (at most), warps. Before the thirteenth
+# session's sweep, 256 x 32 on 4 warps
+ELEMENTWISE_TILE = {"BLOCK_T": 256, "BLOCK_C": 32, "num_warps": 4}
+# A program of the up-sampling kernel: input samples, output channels (at most), warps; a first guess, to be swept
+UPSAMPLE_TILE = {"BLOCK_T": 128, "BLOCK_C": 4, "num_warps": 4}
 # time_major (samples by channels, `_snake_conv_kernel`): a first guess, to be swept on a GPU
 BF16_TILES_TIME_MAJOR = {32: (128, 4), 64: (128, 4)}
 
@@ -89,36 +93,38 @@ def _residual_kernel(conv_ptr, b_ptr, res_ptr, res_batch, res_chan, y_ptr, chann
     tl.store(y_ptr + at, total.to(y_ptr.dtype.element_ty), mask=written)
 
 
-@triton.jit(do_not_specialize=["x_batch", "x_chan", "channels", "in_len", "out_len", "snake", "stride", "left",
-                               "taps", "in_per"])
+@triton.jit(do_not_specialize=["x_batch", "x_chan", "channels", "in_len", "out_len", "snake", "left"])
 def _upsample_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr, y_ptr, channels, in_len, out_len,
-                     snake, slope, stride, left, taps, in_per,
-                     FAST_SIN: tl.constexpr, TAPS_PER: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
-    """The activation, then a grouped transposed convolution of `channels` groups (each of `in_per` input channels
-    and one output), trimmed by `left` samples: y[c, t] = bias[c] + sum over its inputs i and taps k with
-    (t + left) = j stride + k of w[i, k] act(x[i, j]). Each output sample takes at most TAPS_PER of an input's taps."""
-    t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+                     snake, slope, left, FAST_SIN: tl.constexpr, STRIDE: tl.constexpr, TAPS: tl.constexpr,
+                     IN_PER: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_C: tl.constexpr):
+    """The activation, then a grouped transposed convolution of `channels` groups (each of IN_PER input channels and
+    one output), trimmed by `left` samples: y[c, j STRIDE + r - left] = bias[c] + sum over its inputs i and m of
+    w[i, r + m STRIDE] act(x[i, j - m]). A program takes BLOCK_J input samples and writes each phase r of the
+    outputs they start, one phase at a time: its loads run along the samples, its weights are a vector a channel."""
+    j = tl.program_id(0) * BLOCK_J + tl.arange(0, BLOCK_J)
     row = tl.program_id(1)
     c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
-    written = (c[:, None] < channels) & (t[None, :] < out_len)
-    at = t + left
-    first, phase = at // stride, at % stride  # the latest input sample reaching t, and its tap
-    acc = tl.full((BLOCK_C, BLOCK_T), 0.0, tl.float32)
-    for p in range(in_per):
-        ci = c * in_per + p
-        is_snake = ci < snake
-        alpha = tl.load(alpha_ptr + ci, mask=is_snake & (c < channels), other=1.0).to(tl.float32)
-        inverse = tl.load(inv_ptr + ci, mask=is_snake & (c < channels), other=0.0).to(tl.float32)
-        for m in tl.static_range(TAPS_PER):
-            j, k = first - m, phase + m * stride
-            inside = written & (k[None, :] < taps) & (j[None, :] >= 0) & (j[None, :] < in_len)
-            x = tl.load(x_ptr + row * x_batch + ci[:, None] * x_chan + j[None, :], mask=inside, other=0.0)
-            act = _activation(x.to(tl.float32), alpha[:, None], inverse[:, None], is_snake[:, None], slope, FAST_SIN)
-            w = tl.load(w_ptr + ci[:, None] * taps + k[None, :], mask=inside, other=0.0).to(tl.float32)
-            acc += act * w
-    acc += tl.load(b_ptr + c, mask=c < channels, other=0.0).to(tl.float32)[:, None]
-    tl.store(y_ptr + row * channels * out_len + c[:, None] * out_len + t[None, :], acc.to(y_ptr.dtype.element_ty),
-             mask=written)
+    c_ok = c < channels
+    bias = tl.load(b_ptr + c, mask=c_ok, other=0.0).to(tl.float32)
+    x_row = x_ptr + row * x_batch
+    for r in tl.static_range(STRIDE):
+        t = j * STRIDE + r - left
+        acc = tl.full((BLOCK_C, BLOCK_J), 0.0, tl.float32) + bias[:, None]
+        for p in tl.static_range(IN_PER):
+            ci = c * IN_PER + p
+            is_snake = ci < snake
+            alpha = tl.load(alpha_ptr + ci, mask=is_snake & c_ok, other=1.0).to(tl.float32)
+            inverse = tl.load(inv_ptr + ci, mask=is_snake & c_ok, other=0.0).to(tl.float32)
+            for m in tl.static_range((TAPS - r + STRIDE - 1) // STRIDE):  # the taps r + m STRIDE < TAPS
+                at = j - m
+                inside = c_ok[:, None] & (at[None, :] >= 0) & (at[None, :] < in_len)
+                x = tl.load(x_row + ci[:, None] * x_chan + at[None, :], mask=inside, other=0.0).to(tl.float32)
+                act = _activation(x, alpha[:, None], inverse[:, None], is_snake[:, None], slope, FAST_SIN)
+                w = tl.load(w_ptr + ci * TAPS + (r + m * STRIDE), mask=c_ok, other=0.0).to(tl.float32)
+                acc += act * w[:, None]
+        written = c_ok[:, None] & (t[None, :] >= 0) & (t[None, :] < out_len)
+        tl.store(y_ptr + row * channels * out_len + c[:, None] * out_len + t[None, :],
+                 acc.to(y_ptr.dtype.element_ty), mask=written)
 
 
 # Lengths and strides change with every batch: not specialized on (Triton would compile again for each new
@@ -184,6 +190,12 @@ def _snake_conv_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr,
     tl.store(out, acc.to(y_ptr.dtype.element_ty), mask=written)
 
 
+def _tile(default: dict, channels: int, tiles: dict | None = None) -> dict:
+    """An elementwise kernel's tile: `default` with `tiles` over it, its channel block no wider than the channels."""
+    tile = {**default, **(tiles or {})}
+    return {**tile, "BLOCK_C": min(tile["BLOCK_C"], triton.next_power_of_2(channels))}
+
+
 def _block(channels: int) -> int:
     """Channels a program takes at once: a power of two from 16 (tl.dot's least) to MOST_BLOCK_C."""
     return min(MOST_BLOCK_C, max(16, triton.next_power_of_2(channels)))
@@ -210,12 +222,13 @@ def compile_for(capability: int, dtype: torch.dtype, residual: bool, c_in: int, 
     return _compiled(_snake_conv_kernel, capability, dtype, constants, options)
 
 
-def compile_upsample_for(capability: int, dtype: torch.dtype, c_out: int):
-    """`upsample`'s kernel compiled ahead of time, as `compile_for` the convolution's (the nano codec's 2 taps an
-    output sample)."""
-    constants = {"FAST_SIN": True, "TAPS_PER": 2, "BLOCK_T": _ELEMENTWISE_TILE[0],
-                 "BLOCK_C": min(_ELEMENTWISE_TILE[1], triton.next_power_of_2(c_out))}
-    return _compiled(_upsample_kernel, capability, dtype, constants, {"num_warps": 4})
+def compile_upsample_for(capability: int, dtype: torch.dtype, c_out: int, stride: int = 7):
+    """`upsample`'s kernel compiled ahead of time, as `compile_for` the convolution's (the nano codec's 2 stride taps,
+    2 input channels an output)."""
+    tile = _tile(UPSAMPLE_TILE, c_out)
+    constants = {"FAST_SIN": True, "STRIDE": stride, "TAPS": 2 * stride, "IN_PER": 2, "BLOCK_J": tile["BLOCK_T"],
+                 "BLOCK_C": tile["BLOCK_C"]}
+    return _compiled(_upsample_kernel, capability, dtype, constants, {"num_warps": tile["num_warps"]})
 
 
 def _compiled(kernel, capability: int, dtype: torch.dtype, constants: dict, options: dict):
@@ -265,21 +278,21 @@ def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tenso
 
 
 def activate(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor | None, snake: int,
-             slope: float, pad: int = 0, bias: torch.Tensor | None = None) -> torch.Tensor:
+             slope: float, pad: int = 0, bias: torch.Tensor | None = None, tiles: dict | None = None) -> torch.Tensor:
     """act(x) as `snake_conv` applies it, as one kernel: x (batch, channels, samples), its samples contiguous;
     the result contiguous, x's dtype, after `pad` zeros (a causal convolution's left padding, written in the
-    same pass: no copy by F.pad). bias: (channels,), added to x first (a convolution's, left out of it)."""
+    same pass: no copy by F.pad). bias: (channels,), added to x first (a convolution's, left out of it). tiles:
+    BLOCK_T, BLOCK_C, num_warps in place of ELEMENTWISE_TILE's."""
     rows, channels, length = x.shape
     if x.stride(2) != 1:
         x = x.contiguous()
     y = torch.empty((rows, channels, pad + length), dtype=x.dtype, device=x.device)
     if alpha is None:  # leaky ReLU only: any tensor stands in, none of it is read
         alpha = inverse = y
-    block_t, block_c = _ELEMENTWISE_TILE[0], min(_ELEMENTWISE_TILE[1], triton.next_power_of_2(channels))
-    grid = (triton.cdiv(pad + length, block_t), rows, triton.cdiv(channels, block_c))
+    tile = _tile(ELEMENTWISE_TILE, channels, tiles)
+    grid = (triton.cdiv(pad + length, tile["BLOCK_T"]), rows, triton.cdiv(channels, tile["BLOCK_C"]))
     _snake_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, bias if bias is not None else y, y, channels,
-                        length, snake, float(slope), pad, HAS_BIAS=bias is not None, FAST_SIN=x.is_cuda,
-                        BLOCK_T=block_t, BLOCK_C=block_c, num_warps=4)
+                        length, snake, float(slope), pad, HAS_BIAS=bias is not None, FAST_SIN=x.is_cuda, **tile)
     return y
 
 
@@ -292,20 +305,22 @@ def add_residual(conv: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor,
     if residual.stride(2) != 1:
         residual = residual.contiguous()
     y = into if into is not None else conv
-    block_t, block_c = _ELEMENTWISE_TILE[0], min(_ELEMENTWISE_TILE[1], triton.next_power_of_2(channels))
-    grid = (triton.cdiv(length, block_t), rows, triton.cdiv(channels, block_c))
+    tile = _tile(ELEMENTWISE_TILE, channels)
+    grid = (triton.cdiv(length, tile["BLOCK_T"]), rows, triton.cdiv(channels, tile["BLOCK_C"]))
     _residual_kernel[grid](conv, bias, residual, residual.stride(0), residual.stride(1), y, channels, length,
-                           float(scale), ACCUMULATE=into is not None, BLOCK_T=block_t, BLOCK_C=block_c, num_warps=4)
+                           float(scale), ACCUMULATE=into is not None, **tile)
     return y
 
 
 def upsample(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor | None, snake: int, slope: float,
-             weight: torch.Tensor, bias: torch.Tensor, stride: int, left: int, right: int) -> torch.Tensor:
+             weight: torch.Tensor, bias: torch.Tensor, stride: int, left: int, right: int,
+             tiles: dict | None = None) -> torch.Tensor:
     """conv_transpose1d(act(x), weight, bias, stride, groups=out channels)[..., left : -right], act as `activate`'s,
     as one kernel: NeMo's up-sampling layer, each output channel made from a group of in / out input channels.
     x: (batch, in, samples), its samples contiguous; weight (in, 1, taps); the result (batch, out, (samples - 1)
     stride + taps - left - right), contiguous, x's dtype. cuDNN's grouped transposed convolution took 16% of the
-    decoder's time on the book's mix (bench/README.md, "Twelfth session"); this is a gather, bound by memory."""
+    decoder's time on the book's mix (bench/README.md, "Twelfth session"); this is a gather, bound by memory.
+    tiles: BLOCK_T (input samples a program takes), BLOCK_C, num_warps, in place of UPSAMPLE_TILE's."""
     rows, c_in, length = x.shape
     c_out, taps = bias.shape[0], weight.shape[2]
     if weight.shape[1] != 1 or c_in % c_out:
@@ -317,9 +332,9 @@ def upsample(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor 
     y = torch.empty((rows, c_out, out_len), dtype=x.dtype, device=x.device)
     if alpha is None:  # leaky ReLU only: any tensor stands in, none of it is read
         alpha = inverse = bias
-    block_t, block_c = _ELEMENTWISE_TILE[0], min(_ELEMENTWISE_TILE[1], triton.next_power_of_2(c_out))
-    grid = (triton.cdiv(out_len, block_t), rows, triton.cdiv(c_out, block_c))
+    tile = _tile(UPSAMPLE_TILE, c_out, tiles)
+    grid = (triton.cdiv(triton.cdiv(out_len + left, stride), tile["BLOCK_T"]), rows, triton.cdiv(c_out, tile["BLOCK_C"]))
     _upsample_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, weight, bias, y, c_out, length, out_len, snake,
-                           float(slope), stride, left, taps, c_in // c_out, FAST_SIN=x.is_cuda,
-                           TAPS_PER=triton.cdiv(taps, stride), BLOCK_T=block_t, BLOCK_C=block_c, num_warps=4)
+                           float(slope), left, FAST_SIN=x.is_cuda, STRIDE=stride, TAPS=taps, IN_PER=c_in // c_out,
+                           BLOCK_J=tile["BLOCK_T"], BLOCK_C=tile["BLOCK_C"], num_warps=tile["num_warps"])
     return y
