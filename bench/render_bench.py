@@ -43,8 +43,8 @@ CODEC_SWITCHES = {
     "fused_apart": "with --codec-fused: each fused unit's activation as a kernel of its own, then the convolution kernel",
     "kernel_activations": "the codec's other activations as Triton kernels",
     "kernel_upsampling": "the codec's up-sampling stages as Triton kernels",
-    "time_major": "the fused units' convolution kernel tiled samples by channels",
     "folded": "cuDNN's convolutions without their biases, added by the kernels after; a stage's mean summed as written",
+    "kernel_ends": "the codec's first and last convolutions as the Triton convolution kernel",
 }
 COLUMNS = ("date", "gpu", "vllm", "case", "quantize", "sampler", "async", "replicas", "data_parallel", "gpu_memory",
            "max_seqs", "codec_compiled", "ray", "gpus", "chunks", "audio_s", "engine_start_s", "codec_load_s",

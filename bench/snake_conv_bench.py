@@ -1,8 +1,8 @@
 """The fused residual-unit kernel alone (renderer/codec_kernels.snake_conv) against the eager decoder's
 same steps (half-snake, left padding, cuDNN's convolution), at each width the decoder fuses, over tile
 sizes, warps and pipeline stages: which configuration, if any, beats eager at 108, 54 and 27 channels.
-Also the activation apart (`snake_conv(apart=True)`: one activation kernel, then the convolution alone), so and
-tiled samples by channels (`time_major`), and the activation kernel before cuDNN's convolution (the decoder's `kernel_activations`). With `--what upsampling`,
+Also the activation apart (`snake_conv(apart=True)`: one activation kernel, then the convolution alone), and
+the activation kernel before cuDNN's convolution (the decoder's `kernel_activations`). With `--what upsampling`,
 each up-sampling stage too: the activation and cuDNN's grouped transposed convolution, eager, against
 `codec_kernels.upsample` (the decoder's `kernel_upsampling`).
 
@@ -36,25 +36,17 @@ ELEMENTWISE_TILES = ((256, 32, 4), (32, 8, 4), (64, 8, 4), (128, 4, 4), (64, 4, 
 
 
 def configurations(channels: int, apart: bool):
-    """(time_major, tiles): snake_conv's own choice, then each of the tiles swept; fewer activated apart (`--apart`),
-    and those also tiled samples by channels (time_major)."""
-    yield False, None
+    """None (snake_conv's own choice), then each of the tiles swept; fewer activated apart (`--apart`)."""
+    yield None
     if apart:
         for block_t, warps in itertools.product((128, 256), (4, 8)):
-            yield False, {"BLOCK_T": block_t, "num_warps": warps}
-        yield True, None
-        outs = ({"BLOCK_CO": 64}, {"BLOCK_CO": 128}) if channels > 64 else ({},)  # else the channels' own block
-        for block_t, out, warps in itertools.product((64, 128, 256), outs, (4, 8)):
-            yield True, {"BLOCK_T": block_t, **out, "num_warps": warps}
-        for stages in (2, 4):
-            yield True, {"num_stages": stages}
+            yield {"BLOCK_T": block_t, "num_warps": warps}
         return
     widths = (32, 64, 128) if channels > 64 else (32, 64)
     for block_t, block_c, warps, stages in itertools.product((64, 128, 256), widths, (4, 8), (3,)):
-        yield False, {"BLOCK_T": block_t, "BLOCK_CI": block_c, "BLOCK_CO": block_c, "num_warps": warps,
-                      "num_stages": stages}
+        yield {"BLOCK_T": block_t, "BLOCK_CI": block_c, "BLOCK_CO": block_c, "num_warps": warps, "num_stages": stages}
     for stages in (1, 2, 4):
-        yield False, {"num_stages": stages}
+        yield {"num_stages": stages}
 
 
 def one_stage(channels: int, per_frame: int, args, gpu: str, date: str) -> list[dict]:
@@ -96,10 +88,9 @@ def one_stage(channels: int, per_frame: int, args, gpu: str, date: str) -> list[
     seconds, got = median_seconds(activated, args.repeat)
     rows.append(row("activation kernel, then cuDNN", seconds, base))
     print(rows[-1], f"relative error {float((got.float() - want.float()).norm() / want.float().norm()):.1e}", flush=True)
-    for apart, (time_major, tiles) in [(way, each) for way in args.apart for each in configurations(channels, way)]:
-        def fused(tiles=tiles, apart=apart, time_major=time_major):
-            return snake_conv(x, alpha, inverse, snake, SLOPE, taps, bias, DILATION, tiles=tiles, apart=apart,
-                              time_major=time_major)
+    for apart, tiles in [(way, tiles) for way in args.apart for tiles in configurations(channels, way)]:
+        def fused(tiles=tiles, apart=apart):
+            return snake_conv(x, alpha, inverse, snake, SLOPE, taps, bias, DILATION, tiles=tiles, apart=apart)
 
         try:
             got = fused()
@@ -108,8 +99,8 @@ def one_stage(channels: int, per_frame: int, args, gpu: str, date: str) -> list[
             continue
         error = float((got.float() - want.float()).norm() / want.float().norm())
         seconds, _ = median_seconds(fused, args.repeat)
-        how = ("apart " if apart else "fused ") + ("time-major " if time_major else "") + (
-            ", ".join(f"{k}={v}" for k, v in tiles.items()) if tiles else "at its own tiles")
+        how = ("apart " if apart else "fused ") + (", ".join(f"{k}={v}" for k, v in tiles.items()) if tiles
+                                                   else "at its own tiles")
         rows.append(row(how, seconds, base))
         print(rows[-1], f"relative error {error:.1e}", flush=True)
     return rows

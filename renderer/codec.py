@@ -75,16 +75,16 @@ class DecoderPlan:
     kernel_activations: bool = True
     # each up-sampling stage's activation and grouped transposed convolution as one Triton kernel
     # (`codec_kernels.upsample`), in the plain layout: cuDNN's took 16% of the decoder's time on the book's mix
-    # (twelfth session). Off until measured on a GPU.
-    kernel_upsampling: bool = False
-    # the fused units' convolution kernel tiled samples by channels (`snake_conv(time_major=True)`): the tensor
-    # cores' long side the samples, so Hopper's warp-group MMA at 32 channels too. Off until measured on a GPU.
-    time_major: bool = False
+    # (twelfth session); with it (and `folded`), 64 x 150 frames decoded at 2,030x against 1,738x (thirteenth)
+    kernel_upsampling: bool = True
     # in the plain layout, each cuDNN convolution made without its bias, which the kernel after it adds (the
     # activation, or the residual add, one pass instead of torch's two); and a stage's mean of its chains summed
-    # by each chain's last kernel as it writes, not by three passes after. torch's bias add_ took about 6% of the
-    # decoder's time on the book's mix (twelfth session). Off until measured on a GPU.
-    folded: bool = False
+    # by each chain's last kernel as it writes, not by three passes after: 1,738x against 1,683x (thirteenth session)
+    folded: bool = True
+    # the first convolution (the codes' 16 channels to 864) and the last (27 to 1) as the convolution kernel too,
+    # the first activated by nothing (leaky ReLU of slope 1): cuDNN took a slow kernel (implicit_convolve_sgemm,
+    # 2.1 ms a call) for two convolutions a batch on the book's mix (thirteenth session). Off until measured.
+    kernel_ends: bool = False
 
     @property
     def kernels(self) -> bool:
@@ -97,7 +97,7 @@ class DecoderPlan:
 
 
 # NeMo's arithmetic in torch's own kernels: what the Triton kernels are tested and measured against.
-EAGER = DecoderPlan(fused=False, fused_apart=False, kernel_activations=False, kernel_upsampling=False)
+EAGER = DecoderPlan(fused=False, fused_apart=False, kernel_activations=False, kernel_upsampling=False, folded=False)
 
 
 def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan = EAGER):
@@ -159,7 +159,7 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan 
             """conv(self(x)) (+ residual), as one kernel (`fused` only); mean: snake_conv's scale and into."""
             alpha, inverse = self.flat()
             return snake_conv(x, alpha, inverse, self.snake, self.slope, conv.taps, conv.bias, conv.dilation, residual,
-                              apart=plan.fused_apart, time_major=plan.time_major, **mean)
+                              apart=plan.fused_apart, **mean)
 
         def padded(self, x, pad: int, bias=None):
             """self(x (+ bias)) after `pad` zeros, as one kernel (`kernel_activations`, the plain layout, only)."""
@@ -277,7 +277,7 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan 
             self.post_act, self.post = Activation(d.post_activation), Conv(d.post_conv)
 
         def forward(self, x):
-            x = self.pre(self.enter(x))
+            x = self.first(self.enter(x))
             for k in range(len(self.stages)):
                 x = self.stage(x, k)
             return self.leave(x)
@@ -285,6 +285,12 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan 
         # forward's steps, also timed one by one (bench/codec_bench.py --stage-times)
         def enter(self, x):
             return self.laid_out(x, self.pre.wide)
+
+        def first(self, x):
+            """The first convolution; with kernel_ends, as the convolution kernel, activated by nothing."""
+            if plan.kernel_ends and fused and x.dim() == 3:
+                return snake_conv(x, None, None, 0, 1.0, self.pre.taps, self.pre.bias, self.pre.dilation)
+            return self.pre(x)
 
         @staticmethod
         def laid_out(x, wide: bool):
@@ -312,7 +318,9 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan 
 
         def leave(self, x):
             """The last activation and convolution, and the output's clamp (or tanh)."""
-            x = self.post.of(self.post_act, self.laid_out(x, self.post.wide))[:, 0]
+            x = self.laid_out(x, self.post.wide)
+            ends = plan.kernel_ends and fused and x.dim() == 3
+            x = (self.post_act.then(self.post, x) if ends else self.post.of(self.post_act, x))[:, 0]
             x = x[:, 0] if self.post.wide else x
             return x.clamp(*self.clamp) if self.clamp else torch.tanh(x)
 

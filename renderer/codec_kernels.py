@@ -30,13 +30,14 @@ MOST_BLOCK_C = 64  # channels a program takes in (and makes) at once; more are l
 # eager activation: 1.77x at 27 channels (1.48x at 128 samples and 4 warps), 1.12x at 54 (0.39x). At 108
 # channels no tile came near eager (0.57x at best): the decoder fuses only up to FUSED_MOST_CHANNELS.
 BF16_TILES = {32: (256, 4), 64: (128, 8)}
-# A program of the activation (or residual add) kernel: samples, channels (at most), warps. Before the thirteenth
-# session's sweep, 256 x 32 on 4 warps
-ELEMENTWISE_TILE = {"BLOCK_T": 256, "BLOCK_C": 32, "num_warps": 4}
-# A program of the up-sampling kernel: input samples, output channels (at most), warps; a first guess, to be swept
-UPSAMPLE_TILE = {"BLOCK_T": 128, "BLOCK_C": 4, "num_warps": 4}
-# time_major (samples by channels, `_snake_conv_kernel`): a first guess, to be swept on a GPU
-BF16_TILES_TIME_MAJOR = {32: (128, 4), 64: (128, 4)}
+# A program of the activation (or residual add) kernel: samples, channels (at most), warps. The fastest of
+# bench/snake_conv_bench.py's sweep on an H200 (thirteenth session), 16 x 150 frames: at 27 to 108 channels 1.2-1.3x
+# as fast as 256 x 32 on 4 warps (149 registers a thread, cuobjdump; this tile 58), 2,100 GB/s at 54 channels
+ELEMENTWISE_TILE = {"BLOCK_T": 1024, "BLOCK_C": 4, "num_warps": 8}
+# A program of the up-sampling kernel: input samples, output channels (at most), warps. The fastest of the same
+# sweep: its five stages 2.5 ms in all against cuDNN's 21.1 (13.7 at the last, 0.83 here); 32 x 256 had taken 255
+# registers and spilled
+UPSAMPLE_TILE = {"BLOCK_T": 32, "BLOCK_C": 8, "num_warps": 4}
 
 
 @triton.jit
@@ -136,28 +137,21 @@ def _upsample_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr, y
 def _snake_conv_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr, res_ptr, res_batch, res_chan,
                        y_ptr, c_in, c_out, length, snake, slope, taps, dilation, scale,
                        HAS_RESIDUAL: tl.constexpr, ACCUMULATE: tl.constexpr, IEEE: tl.constexpr,
-                       FAST_SIN: tl.constexpr, ACTIVATE: tl.constexpr, TIME_MAJOR: tl.constexpr,
+                       FAST_SIN: tl.constexpr, ACTIVATE: tl.constexpr,
                        BLOCK_T: tl.constexpr, BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr):
-    """y = scale (conv(act(x)) + bias (+ residual)) (+ y, ACCUMULATE). TIME_MAJOR: the product's tile is samples by
-    channels, so that its long side (BLOCK_T) is the tensor cores' M, Hopper's warp-group MMA at any channel block;
-    else channels by samples, M the output channels' block (the warp-group MMA only from 64)."""
+    """y = scale (conv(act(x)) + bias (+ residual)) (+ y, ACCUMULATE), its tiles channels by samples. (Tiled
+    samples by channels instead, so that Hopper's warp-group MMA ran at 32 channels too, it was no faster at any
+    tile on an H200: bench/README.md, "Thirteenth session".)"""
     t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     row = tl.program_id(1)
     co = tl.program_id(2) * BLOCK_CO + tl.arange(0, BLOCK_CO)
     # not tl.zeros: a jit function, which Triton's interpreter (the tests) runs only if set before triton's import
-    if TIME_MAJOR:
-        co2, t2 = co[None, :], t[:, None]
-        acc = tl.full((BLOCK_T, BLOCK_CO), 0.0, tl.float32)
-    else:
-        co2, t2 = co[:, None], t[None, :]
-        acc = tl.full((BLOCK_CO, BLOCK_T), 0.0, tl.float32)
+    co2, t2 = co[:, None], t[None, :]
+    acc = tl.full((BLOCK_CO, BLOCK_T), 0.0, tl.float32)
     x_row = x_ptr + row * x_batch
     for ci0 in range(0, c_in, BLOCK_CI):
         ci = ci0 + tl.arange(0, BLOCK_CI)
-        if TIME_MAJOR:  # an input channel: a column of x's tile, a row of the weights'
-            ci_x, ci_w = ci[None, :], ci[:, None]
-        else:
-            ci_x, ci_w = ci[:, None], ci[None, :]
+        ci_x, ci_w = ci[:, None], ci[None, :]  # an input channel: a row of x's tile, a column of the weights'
         is_snake = ci_x < snake
         alpha = tl.load(alpha_ptr + ci_x, mask=is_snake, other=1.0).to(tl.float32)
         inverse = tl.load(inv_ptr + ci_x, mask=is_snake, other=0.0).to(tl.float32)
@@ -171,14 +165,10 @@ def _snake_conv_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr,
             else:  # activated apart (`activate`): a convolution alone
                 act = x
             w = tl.load(w_ptr + j * c_out * c_in + co2 * c_in + ci_w, mask=(co2 < c_out) & (ci_w < c_in), other=0.0)
-            if TIME_MAJOR:
-                a, b = act.to(w.dtype), w
-            else:
-                a, b = w, act.to(w.dtype)
             if IEEE:
-                acc += tl.dot(a, b, input_precision="ieee")
+                acc += tl.dot(w, act.to(w.dtype), input_precision="ieee")
             else:
-                acc += tl.dot(a, b)
+                acc += tl.dot(w, act.to(w.dtype))
     acc += tl.load(b_ptr + co2, mask=co2 < c_out, other=0.0).to(tl.float32)
     written = (co2 < c_out) & (t2 < length)
     if HAS_RESIDUAL:
@@ -202,23 +192,21 @@ def _block(channels: int) -> int:
 
 
 def _variant(dtype: torch.dtype, residual: bool, c_in: int, c_out: int, on_gpu: bool, activate: bool = True,
-             time_major: bool = False, accumulate: bool = False) -> tuple[dict, dict]:
+             accumulate: bool = False) -> tuple[dict, dict]:
     """The kernel's compile-time arguments for one use, and its launch options. float32 runs unpipelined:
     pipelined, its 64-channel tiles would need up to 560 KB of shared memory (an H100 has 227 KB)."""
     full = dtype == torch.float32
-    table = BF16_TILES_TIME_MAJOR if time_major else BF16_TILES
-    samples, warps = (BLOCK_T, 4) if full else table.get(_block(c_out), (BLOCK_T, 4))
+    samples, warps = (BLOCK_T, 4) if full else BF16_TILES.get(_block(c_out), (BLOCK_T, 4))
     constants = {"HAS_RESIDUAL": residual, "ACCUMULATE": accumulate, "IEEE": full, "FAST_SIN": on_gpu,
-                 "ACTIVATE": activate, "TIME_MAJOR": time_major, "BLOCK_T": samples, "BLOCK_CI": _block(c_in),
+                 "ACTIVATE": activate, "BLOCK_T": samples, "BLOCK_CI": _block(c_in),
                  "BLOCK_CO": _block(c_out)}
     return constants, {"num_warps": warps, "num_stages": 1 if full else 3}
 
 
-def compile_for(capability: int, dtype: torch.dtype, residual: bool, c_in: int, c_out: int, activate: bool = True,
-                time_major: bool = False):
+def compile_for(capability: int, dtype: torch.dtype, residual: bool, c_in: int, c_out: int, activate: bool = True):
     """The kernel compiled ahead of time for a GPU of this compute capability (90: Hopper) as `snake_conv`
     would launch it, without a GPU (Triton's own ptxas): for the tests, its compiled form and needs."""
-    constants, options = _variant(dtype, residual, c_in, c_out, on_gpu=True, activate=activate, time_major=time_major)
+    constants, options = _variant(dtype, residual, c_in, c_out, on_gpu=True, activate=activate)
     return _compiled(_snake_conv_kernel, capability, dtype, constants, options)
 
 
@@ -244,15 +232,13 @@ def _compiled(kernel, capability: int, dtype: torch.dtype, constants: dict, opti
 
 def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor | None, snake: int, slope: float,
                weight: torch.Tensor, bias: torch.Tensor, dilation: int, residual: torch.Tensor | None = None,
-               tiles: dict | None = None, apart: bool = False, time_major: bool = False,
-               into: torch.Tensor | None = None, scale: float = 1.0):
+               tiles: dict | None = None, apart: bool = False, into: torch.Tensor | None = None, scale: float = 1.0):
     """conv(act(x)) + bias (+ residual): act is Snake (x + inverse sin(alpha x)^2) on the first `snake`
     channels and leaky ReLU (`slope`) on the rest; conv is causal, of `weight` laid out (taps, out, in), at
     `dilation`. x: (batch, in, samples), its samples contiguous; the result (batch, out, samples), x's dtype.
     tiles: any of BLOCK_T, BLOCK_CI, BLOCK_CO, num_warps and num_stages in place of `_variant`'s (for
     bench/snake_conv_bench.py). apart: the activation as a kernel of its own (`activate`), once, and then
-    the convolution alone, instead of activating each tap's window again. time_major: the kernel's tiles samples
-    by channels. scale: the result times this; into: added to this contiguous tensor, in place, and that returned
+    the convolution alone, instead of activating each tap's window again. scale: the result times this; into: added to this contiguous tensor, in place, and that returned
     (a stage's mean of its chains, summed as they finish)."""
     rows, c_in, length = x.shape
     taps, c_out, _ = weight.shape
@@ -267,7 +253,7 @@ def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tenso
         alpha = inverse = bias
     res = residual if residual is not None else y
     constants, options = _variant(x.dtype, residual is not None, c_in, c_out, x.is_cuda, activate=not apart,
-                                  time_major=time_major, accumulate=into is not None)
+                                  accumulate=into is not None)
     for key, value in (tiles or {}).items():
         (options if key in options else constants)[key] = value
     grid = (triton.cdiv(length, constants["BLOCK_T"]), rows, triton.cdiv(c_out, constants["BLOCK_CO"]))

@@ -240,14 +240,11 @@ def test_the_fused_kernel_is_activation_convolution_bias_and_residual(interprete
         return torch.cat([x[:, :snake] + inverse[:snake, None] * torch.sin(alpha[:snake, None] * x[:, :snake]) ** 2,
                           F.leaky_relu(x[:, snake:], 0.1)], dim=1)
 
-    # activated apart, at each tap, then at each tap tiled samples by channels; half-snake, leaky ReLU alone
-    for snake, apart, time_major in ((10, True, False), (10, False, False), (10, False, True), (10, True, True),
-                                     (0, False, False)):
+    for snake, apart in ((10, True), (10, False), (0, False)):  # activated apart; half-snake, leaky ReLU alone
         act = activated(x, snake)
         want = F.conv1d(F.pad(act, (6, 0)), weight, bias, dilation=3) + residual
         got = interpreted_kernels.snake_conv(x, alpha if snake else None, inverse if snake else None, snake, 0.1,
-                                             weight.permute(2, 0, 1).contiguous(), bias, 3, residual, apart=apart,
-                                             time_major=time_major)
+                                             weight.permute(2, 0, 1).contiguous(), bias, 3, residual, apart=apart)
         assert got.shape == want.shape and got.is_contiguous()
         assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
         if apart:
@@ -260,7 +257,7 @@ def test_the_fused_kernel_is_activation_convolution_bias_and_residual(interprete
     # a stage's mean of its chains, each one's share added as it is written (want: the leaky ReLU's, the last above)
     total = torch.randn(2, 24, 300)
     summed = interpreted_kernels.snake_conv(x, None, None, 0, 0.1, weight.permute(2, 0, 1).contiguous(), bias, 3,
-                                            residual, time_major=True, into=total.clone(), scale=1 / 3)
+                                            residual, into=total.clone(), scale=1 / 3)
     assert torch.allclose(summed, total + want / 3, atol=1e-4, rtol=1e-4)
 
 
@@ -320,7 +317,7 @@ def test_the_kernel_decoders_give_the_plain_decoders_audio(tiny_models, codec, i
                         activations.append(1) or act(*args))
     plans = [replace(EAGER, fused=True, fused_apart=True), replace(EAGER, kernel_activations=True, wide_stages=2),
              replace(EAGER, kernel_activations=True, folded=True),  # cuDNN's convolutions without their biases
-             DecoderPlan(kernel_upsampling=True, time_major=True, folded=True)]  # the last: every kernel
+             DecoderPlan(kernel_ends=True)]  # the last: the default and the first and last convolutions, every kernel
     for each, apart in [(fused, False)] + [(load_codec(str(tiny_models[1]), device="cpu", plan=p), True) for p in plans]:
         activations.clear()
         (got,) = each.decode(codes)
@@ -371,10 +368,6 @@ def test_the_fused_kernel_compiles_for_hopper_within_its_shared_memory(monkeypat
         ptx = compiled.asm["ptx"]  # Hopper's warp-group MMA for 64-channel tiles, the older MMA for 32
         assert "sin.approx" in ptx
         assert ("wgmma.mma_async" in ptx or "mma.sync" in ptx) == (dtype == torch.bfloat16)
-        if dtype == torch.bfloat16:  # tiled samples by channels: the warp-group MMA at either width
-            time_major = kernels.compile_for(90, dtype, residual=True, c_in=channels, c_out=channels, activate=False,
-                                             time_major=True)
-            assert time_major.metadata.shared <= 227 * 1024 and "wgmma.mma_async" in time_major.asm["ptx"]
     for channels in (432, 27):  # the up-sampling kernel, at the first stage's width and the last's
         compiled = kernels.compile_upsample_for(90, dtype, channels)
         assert compiled.metadata.shared <= 227 * 1024 and "sin.approx" in compiled.asm["ptx"]
