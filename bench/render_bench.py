@@ -44,7 +44,6 @@ CODEC_SWITCHES = {
     "kernel_activations": "the codec's other activations as Triton kernels",
     "kernel_upsampling": "the codec's up-sampling stages as Triton kernels",
     "folded": "cuDNN's convolutions without their biases, added by the kernels after; a stage's mean summed as written",
-    "kernel_ends": "the codec's first and last convolutions as the Triton convolution kernel",
 }
 COLUMNS = ("date", "gpu", "vllm", "case", "quantize", "sampler", "async", "replicas", "data_parallel", "gpu_memory",
            "max_seqs", "codec_compiled", "ray", "gpus", "chunks", "audio_s", "engine_start_s", "codec_load_s",

@@ -33,7 +33,8 @@ def append_rows(rows: list[dict], json_path: Path, md_path: Path, columns: tuple
 
 def merge(folders: list[Path], into: Path) -> int:
     """Append the rows of every NAME.json under `folders` (as a device session brings them back) to
-    into/NAME.json, and rewrite into/NAME.md with the columns and header it has. Returns the rows."""
+    into/NAME.json, but for those it already holds, and rewrite into/NAME.md with the columns and header it has.
+    Returns the result files found."""
     count = 0
     for found in sorted(p for folder in folders for p in folder.rglob("*.json")):
         json_path, md_path = into / found.name, into / found.with_suffix(".md").name
@@ -42,9 +43,10 @@ def merge(folders: list[Path], into: Path) -> int:
         text = md_path.read_text()
         header, table = text.split("\n\n| ", 1)
         columns = tuple(c.strip() for c in table.split("\n", 1)[0].rstrip(" |").split(" | "))
-        rows = json.loads(found.read_text())
+        had = json.loads(json_path.read_text()) if json_path.exists() else []
+        rows = [row for row in json.loads(found.read_text()) if row not in had]  # merged twice: added once
         append_rows(rows, json_path, md_path, columns, header)
-        count += len(rows)
+        count += 1
         print(f"{found}: {len(rows)} row(s) added to {json_path}")
     return count
 

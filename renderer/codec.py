@@ -81,10 +81,6 @@ class DecoderPlan:
     # activation, or the residual add, one pass instead of torch's two); and a stage's mean of its chains summed
     # by each chain's last kernel as it writes, not by three passes after: 1,738x against 1,683x (thirteenth session)
     folded: bool = True
-    # the first convolution (the codes' 16 channels to 864) and the last (27 to 1) as the convolution kernel too,
-    # the first activated by nothing (leaky ReLU of slope 1): cuDNN took a slow kernel (implicit_convolve_sgemm,
-    # 2.1 ms a call) for two convolutions a batch on the book's mix (thirteenth session). Off until measured.
-    kernel_ends: bool = False
 
     @property
     def kernels(self) -> bool:
@@ -277,7 +273,7 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan 
             self.post_act, self.post = Activation(d.post_activation), Conv(d.post_conv)
 
         def forward(self, x):
-            x = self.first(self.enter(x))
+            x = self.pre(self.enter(x))
             for k in range(len(self.stages)):
                 x = self.stage(x, k)
             return self.leave(x)
@@ -285,12 +281,6 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan 
         # forward's steps, also timed one by one (bench/codec_bench.py --stage-times)
         def enter(self, x):
             return self.laid_out(x, self.pre.wide)
-
-        def first(self, x):
-            """The first convolution; with kernel_ends, as the convolution kernel, activated by nothing."""
-            if plan.kernel_ends and fused and x.dim() == 3:
-                return snake_conv(x, None, None, 0, 1.0, self.pre.taps, self.pre.bias, self.pre.dilation)
-            return self.pre(x)
 
         @staticmethod
         def laid_out(x, wide: bool):
@@ -318,9 +308,7 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan 
 
         def leave(self, x):
             """The last activation and convolution, and the output's clamp (or tanh)."""
-            x = self.laid_out(x, self.post.wide)
-            ends = plan.kernel_ends and fused and x.dim() == 3
-            x = (self.post_act.then(self.post, x) if ends else self.post.of(self.post_act, x))[:, 0]
+            x = self.post.of(self.post_act, self.laid_out(x, self.post.wide))[:, 0]
             x = x[:, 0] if self.post.wide else x
             return x.clamp(*self.clamp) if self.clamp else torch.tanh(x)
 

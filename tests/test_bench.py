@@ -33,6 +33,9 @@ def test_merge_adds_a_sessions_rows_and_keeps_each_tables_columns(tmp_path):
     assert added[0].count("|") == before.splitlines()[-1].count("|")
     assert len(json.loads((into / "render.json").read_text())) == count + 1
     assert (into / "codec.md").read_text() == (RESULTS / "codec.md").read_text()  # nothing came back for it
+    again = subprocess.run(result.args, capture_output=True, text=True, check=False)  # merged twice: added once
+    assert again.returncode == 0 and "0 row(s) added" in again.stdout
+    assert (into / "render.md").read_text() == after
 
 
 def test_merge_of_a_folder_without_results_says_so(tmp_path):

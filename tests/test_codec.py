@@ -317,7 +317,7 @@ def test_the_kernel_decoders_give_the_plain_decoders_audio(tiny_models, codec, i
                         activations.append(1) or act(*args))
     plans = [replace(EAGER, fused=True, fused_apart=True), replace(EAGER, kernel_activations=True, wide_stages=2),
              replace(EAGER, kernel_activations=True, folded=True),  # cuDNN's convolutions without their biases
-             DecoderPlan(kernel_ends=True)]  # the last: the default and the first and last convolutions, every kernel
+             DecoderPlan()]  # the last: the default, every kernel
     for each, apart in [(fused, False)] + [(load_codec(str(tiny_models[1]), device="cpu", plan=p), True) for p in plans]:
         activations.clear()
         (got,) = each.decode(codes)
