@@ -4,9 +4,11 @@ sizes, warps and pipeline stages: which configuration, if any, beats eager at 10
 Also the activation apart (`snake_conv(apart=True)`: one activation kernel, then the convolution alone), and
 the activation kernel before cuDNN's convolution (the decoder's `kernel_activations`). With `--what upsampling`,
 each up-sampling stage too: the activation and cuDNN's grouped transposed convolution, eager, against
-`codec_kernels.upsample` (the decoder's `kernel_upsampling`).
+`codec_kernels.upsample` (the decoder's `kernel_upsampling`) at each of ELEMENTWISE_TILES; with `--what activation`,
+the activation kernel alone (`codec_kernels.activate`) against torch's ops at each stage's shape, at each tile.
 
-    python bench/snake_conv_bench.py [--rows 16] [--frames 150] [--repeat 5] [--apart fused,apart] [--what units,upsampling]
+    python bench/snake_conv_bench.py [--rows 16] [--frames 150] [--repeat 5] [--apart fused,apart]
+                                     [--what units,upsampling,activation]
 
 Random weights of the decoder's shapes (7 taps, dilation 3, as the middle unit of a chain), bf16, one
 batch of `rows` takes of `frames` frames at each stage's length. Appends rows to

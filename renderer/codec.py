@@ -54,8 +54,9 @@ class CodecError(RendererError):
 @dataclass(frozen=True)
 class DecoderPlan:
     """How `_plain_decoder` runs its layers, beyond channels_last. The default is the fastest measured (bench/README.md,
-    "Twelfth session"): on an H200, bf16, 64 twelve-second takes a batch decoded at 1,701x against 1,019x with none
-    of them (`EAGER`), and the 10-hour book rendered at 526x against 508x. The Triton kernels (renderer/codec_kernels.py)
+    "Twelfth" and "Thirteenth session"): on an H200, bf16, 64 twelve-second takes a batch decoded at 2,181x against
+    1,013x with none of them (`EAGER`); the 10-hour book rendered at 526x (the twelfth's kernels) and 477x (these),
+    against 508x and 512x eager, its speed the engines'. The Triton kernels (renderer/codec_kernels.py)
     run only on a GPU, in a decoder neither compiled nor wholly channels-last; `Codec` turns them off elsewhere, and
     where they fail to compile."""
 
@@ -75,7 +76,7 @@ class DecoderPlan:
     kernel_activations: bool = True
     # each up-sampling stage's activation and grouped transposed convolution as one Triton kernel
     # (`codec_kernels.upsample`), in the plain layout: cuDNN's took 16% of the decoder's time on the book's mix
-    # (twelfth session); with it (and `folded`), 64 x 150 frames decoded at 2,030x against 1,738x (thirteenth)
+    # (twelfth session); with it and `folded`, 64 x 150 frames decoded at 2,181x against 1,643x (thirteenth)
     kernel_upsampling: bool = True
     # in the plain layout, each cuDNN convolution made without its bias, which the kernel after it adds (the
     # activation, or the residual add, one pass instead of torch's two); and a stage's mean of its chains summed

@@ -241,8 +241,9 @@ def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tenso
     `dilation`. x: (batch, in, samples), its samples contiguous; the result (batch, out, samples), x's dtype.
     tiles: any of BLOCK_T, BLOCK_CI, BLOCK_CO, num_warps and num_stages in place of `_variant`'s (for
     bench/snake_conv_bench.py). apart: the activation as a kernel of its own (`activate`), once, and then
-    the convolution alone, instead of activating each tap's window again. scale: the result times this; into: added to this contiguous tensor, in place, and that returned
-    (a stage's mean of its chains, summed as they finish)."""
+    the convolution alone, instead of activating each tap's window again. scale: the result times this; into:
+    added to this contiguous tensor, in place, and that returned (a stage's mean of its chains, summed as they
+    finish)."""
     rows, c_in, length = x.shape
     taps, c_out, _ = weight.shape
     if apart:
