@@ -4,7 +4,8 @@
 
 For each case: the batches `Codec.decode` makes of the render's hand-overs (rows x padded frames), each
 batch timed alone (synchronised), then one pass under the torch profiler: the wall time against the
-GPU's kernel time, and the kernels and host calls that took most.
+GPU's kernel time, the kernels and host calls that took most, and cuDNN's kernels by the convolution (input and
+weight shapes) that ran them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,27 @@ from codec_bench import book_lengths, handovers, load_case  # bench/, beside thi
 
 from renderer.codec import CODEBOOK_SIZE, FRAMES_PER_SECOND, NUM_CODEBOOKS, batches_by_frames
 from renderer.render import DECODE_TOGETHER_FRAMES
+
+
+def cudnn_kernels(events, most: int = 12) -> list[str]:
+    """cuDNN's GPU kernels under each of its convolution calls among profiler `events` (record_shapes on), summed
+    by kernel and the call's input and weight shapes, the costliest first: a line each."""
+    took = collections.defaultdict(lambda: [0.0, 0])
+
+    def kernels(event):
+        yield from event.kernels
+        for child in event.cpu_children:
+            yield from kernels(child)
+
+    for event in events:
+        if event.name in ("aten::cudnn_convolution", "aten::cudnn_convolution_transpose"):
+            shapes = " by ".join(str(tuple(shape)) for shape in event.input_shapes[:2])
+            for kernel in kernels(event):
+                entry = took[(kernel.name[:70], shapes)]
+                entry[0] += kernel.duration / 1000
+                entry[1] += 1
+    costliest = sorted(took.items(), key=lambda item: -item[1][0])[:most]
+    return [f"    {ms:.2f} ms, {calls} calls: {name} on {shapes}" for (name, shapes), (ms, calls) in costliest]
 
 
 def main() -> None:
@@ -75,7 +97,7 @@ def main() -> None:
         print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_device_time_total", row_limit=8,
                                                                  max_name_column_width=40, max_shapes_column_width=80))
         sync()
-        with torch.profiler.profile(activities=activities) as prof:
+        with torch.profiler.profile(activities=activities, record_shapes=True) as prof:
             begun = time.perf_counter()
             for batch in given:
                 codec.decode(batch)
@@ -85,6 +107,8 @@ def main() -> None:
         gpu = sum(e.self_device_time_total for e in events if e.device_type == torch.autograd.DeviceType.CUDA) / 1e6
         print(f"  profiled pass: wall {wall:.2f} s, GPU kernels {gpu:.2f} s ({gpu / wall:.0%} busy)")
         print(events.table(sort_by="self_device_time_total", row_limit=12, max_name_column_width=60))
+        print("  cuDNN's kernels by the convolution that ran them (input by weight shape):")
+        print("\n".join(cudnn_kernels(prof.events())) or "    none (no GPU kernels profiled)")
 
 
 if __name__ == "__main__":

@@ -218,6 +218,28 @@ def test_the_decoders_counted_work_is_what_torch_counts(tiny_models, monkeypatch
     assert sum(row["share"] for row in steps) == pytest.approx(1, abs=0.01)
 
 
+def test_the_mix_profile_sums_cudnns_kernels_by_the_convolution_that_ran_them(monkeypatch):
+    """As torch's profiler hands its events over: a kernel hangs off the runtime call (a child of the convolution's
+    op) that launched it; other ops' kernels are not counted."""
+    from types import SimpleNamespace as Event
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import mix_profile
+
+    def kernel(name, us):
+        return Event(name=name, device=0, duration=us)
+
+    launch = Event(name="cudaLaunchKernel", kernels=[kernel("implicit_convolve_sgemm", 2100.0)], cpu_children=[])
+    conv = Event(name="aten::cudnn_convolution", input_shapes=[[8, 432, 1, 280], [432, 432, 1, 11], []],
+                 kernels=[kernel("nchwToNhwcKernel", 40.0)], cpu_children=[launch])
+    other = Event(name="aten::add_", input_shapes=[[8, 432, 280]], kernels=[kernel("add", 9000.0)], cpu_children=[])
+    again = Event(name="aten::cudnn_convolution", input_shapes=[[8, 432, 1, 280], [432, 432, 1, 11]],
+                  kernels=[kernel("implicit_convolve_sgemm", 1900.0)], cpu_children=[])
+    lines = mix_profile.cudnn_kernels([conv, other, again])
+    assert lines == ["    4.00 ms, 2 calls: implicit_convolve_sgemm on (8, 432, 1, 280) by (432, 432, 1, 11)",
+                     "    0.04 ms, 1 calls: nchwToNhwcKernel on (8, 432, 1, 280) by (432, 432, 1, 11)"]
+
+
 def test_the_mix_profile_times_each_batch_and_names_the_slowest(tiny_models, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
     import mix_profile
@@ -231,3 +253,4 @@ def test_the_mix_profile_times_each_batch_and_names_the_slowest(tiny_models, mon
     counted = sum(int(line.split(": ")[1].split(" batches")[0]) for line in out.splitlines() if line.startswith("  rows "))
     assert counted == int(head.split(": ")[1].split(" batches")[0])  # every batch in one row group
     assert "the slowest a frame" in out and "by input shape" in out and "profiled pass: wall " in out
+    assert "cuDNN's kernels by the convolution that ran them" in out  # on the CPU: none
