@@ -136,13 +136,15 @@ def _upsample_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr, y
 # they made 24 variants a precision, 1.5-5 s of compiling each on an H200 (eleventh session); now a decoder has
 # 4 (residual or not, 32- or 64-channel blocks), its taps a loop at run time (all its measurements are of this).
 @triton.jit(do_not_specialize=["x_batch", "x_chan", "res_batch", "res_chan", "c_in", "c_out", "length", "snake",
-                               "taps", "dilation"])
+                               "taps", "dilation", "out_snake"])
 def _snake_conv_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr, res_ptr, res_batch, res_chan,
-                       y_ptr, c_in, c_out, length, snake, slope, taps, dilation, scale,
+                       out_alpha_ptr, out_inv_ptr, y_ptr, c_in, c_out, length, snake, slope, taps, dilation, scale,
+                       out_snake, out_slope,
                        HAS_RESIDUAL: tl.constexpr, ACCUMULATE: tl.constexpr, IEEE: tl.constexpr,
-                       FAST_SIN: tl.constexpr, ACTIVATE: tl.constexpr,
+                       FAST_SIN: tl.constexpr, ACTIVATE: tl.constexpr, OUT_ACTIVATE: tl.constexpr,
                        BLOCK_T: tl.constexpr, BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr):
-    """y = scale (conv(act(x)) + bias (+ residual)) (+ y, ACCUMULATE), its tiles channels by samples. (Tiled
+    """y = scale (conv(act(x)) + bias (+ residual)) (+ y, ACCUMULATE), its tiles channels by samples; OUT_ACTIVATE:
+    y = out_act(conv(act(x)) + bias), the next convolution's activation applied before writing. (Tiled
     samples by channels instead, so that Hopper's warp-group MMA ran at 32 channels too, it was no faster at any
     tile on an H200: bench/README.md, "Thirteenth session".)"""
     t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
@@ -174,6 +176,11 @@ def _snake_conv_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr,
                 acc += tl.dot(w, act.to(w.dtype))
     acc += tl.load(b_ptr + co2, mask=co2 < c_out, other=0.0).to(tl.float32)
     written = (co2 < c_out) & (t2 < length)
+    if OUT_ACTIVATE:
+        out_is_snake = co2 < out_snake
+        out_alpha = tl.load(out_alpha_ptr + co2, mask=out_is_snake, other=1.0).to(tl.float32)
+        out_inverse = tl.load(out_inv_ptr + co2, mask=out_is_snake, other=0.0).to(tl.float32)
+        acc = _activation(acc, out_alpha, out_inverse, out_is_snake, out_slope, FAST_SIN)
     if HAS_RESIDUAL:
         acc += tl.load(res_ptr + row * res_batch + co2 * res_chan + t2, mask=written, other=0.0).to(tl.float32)
     out = y_ptr + row * c_out * length + co2 * length + t2
@@ -195,21 +202,23 @@ def _block(channels: int) -> int:
 
 
 def _variant(dtype: torch.dtype, residual: bool, c_in: int, c_out: int, on_gpu: bool, activate: bool = True,
-             accumulate: bool = False) -> tuple[dict, dict]:
+             accumulate: bool = False, out_activate: bool = False) -> tuple[dict, dict]:
     """The kernel's compile-time arguments for one use, and its launch options. float32 runs unpipelined:
     pipelined, its 64-channel tiles would need up to 560 KB of shared memory (an H100 has 227 KB)."""
     full = dtype == torch.float32
     samples, warps = (BLOCK_T, 4) if full else BF16_TILES.get(_block(c_out), (BLOCK_T, 4))
     constants = {"HAS_RESIDUAL": residual, "ACCUMULATE": accumulate, "IEEE": full, "FAST_SIN": on_gpu,
-                 "ACTIVATE": activate, "BLOCK_T": samples, "BLOCK_CI": _block(c_in),
+                 "ACTIVATE": activate, "OUT_ACTIVATE": out_activate, "BLOCK_T": samples, "BLOCK_CI": _block(c_in),
                  "BLOCK_CO": _block(c_out)}
     return constants, {"num_warps": warps, "num_stages": 1 if full else 3}
 
 
-def compile_for(capability: int, dtype: torch.dtype, residual: bool, c_in: int, c_out: int, activate: bool = True):
+def compile_for(capability: int, dtype: torch.dtype, residual: bool, c_in: int, c_out: int, activate: bool = True,
+                out_activate: bool = False):
     """The kernel compiled ahead of time for a GPU of this compute capability (90: Hopper) as `snake_conv`
     would launch it, without a GPU (Triton's own ptxas): for the tests, its compiled form and needs."""
-    constants, options = _variant(dtype, residual, c_in, c_out, on_gpu=True, activate=activate)
+    constants, options = _variant(dtype, residual, c_in, c_out, on_gpu=True, activate=activate,
+                                  out_activate=out_activate)
     return _compiled(_snake_conv_kernel, capability, dtype, constants, options)
 
 
@@ -228,14 +237,15 @@ def _compiled(kernel, capability: int, dtype: torch.dtype, constants: dict, opti
 
     pointer = "*" + {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
     signature = {name: "constexpr" if name in constants else pointer if name.endswith("_ptr") else
-                 "fp32" if name in ("slope", "scale") else "i32" for name in kernel.arg_names}
+                 "fp32" if name in ("slope", "scale", "out_slope") else "i32" for name in kernel.arg_names}
     source = ASTSource(fn=kernel, signature=signature, constexprs=constants)
     return triton.compile(source, target=GPUTarget("cuda", capability, 32), options=options)
 
 
 def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor | None, snake: int, slope: float,
                weight: torch.Tensor, bias: torch.Tensor, dilation: int, residual: torch.Tensor | None = None,
-               tiles: dict | None = None, apart: bool = False, into: torch.Tensor | None = None, scale: float = 1.0):
+               tiles: dict | None = None, apart: bool = False, into: torch.Tensor | None = None, scale: float = 1.0,
+               activated: bool = False, then: tuple | None = None):
     """conv(act(x)) + bias (+ residual): act is Snake (x + inverse sin(alpha x)^2) on the first `snake`
     channels and leaky ReLU (`slope`) on the rest; conv is causal, of `weight` laid out (taps, out, in), at
     `dilation`. x: (batch, in, samples), its samples contiguous; the result (batch, out, samples), x's dtype.
@@ -243,10 +253,11 @@ def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tenso
     bench/snake_conv_bench.py). apart: the activation as a kernel of its own (`activate`), once, and then
     the convolution alone, instead of activating each tap's window again. scale: the result times this; into:
     added to this contiguous tensor, in place, and that returned (a stage's mean of its chains, summed as they
-    finish)."""
+    finish). activated: x is act(x) already (alpha and the rest unread). then: (alpha, inverse, snake, slope) of the
+    next activation, applied to the result before it is written (with no residual, scale or into)."""
     rows, c_in, length = x.shape
     taps, c_out, _ = weight.shape
-    if apart:
+    if apart and not activated:
         x, alpha, snake = activate(x, alpha, inverse, snake, slope), None, 0
     if x.stride(2) != 1:
         x = x.contiguous()
@@ -255,15 +266,19 @@ def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tenso
     y = into if into is not None else torch.empty((rows, c_out, length), dtype=x.dtype, device=x.device)
     if alpha is None:  # leaky ReLU only: any tensor stands in, none of it is read
         alpha = inverse = bias
+    out_alpha, out_inverse, out_snake, out_slope = then or (None, None, 0, 0.0)
+    if out_alpha is None:
+        out_alpha = out_inverse = bias
     res = residual if residual is not None else y
-    constants, options = _variant(x.dtype, residual is not None, c_in, c_out, x.is_cuda, activate=not apart,
-                                  accumulate=into is not None)
+    constants, options = _variant(x.dtype, residual is not None, c_in, c_out, x.is_cuda,
+                                  activate=not (apart or activated), accumulate=into is not None,
+                                  out_activate=then is not None)
     for key, value in (tiles or {}).items():
         (options if key in options else constants)[key] = value
     grid = (triton.cdiv(length, constants["BLOCK_T"]), rows, triton.cdiv(c_out, constants["BLOCK_CO"]))
     _snake_conv_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, weight, bias, res, res.stride(0),
-                             res.stride(1), y, c_in, c_out, length, snake, float(slope), taps, dilation, float(scale),
-                             **constants, **options)
+                             res.stride(1), out_alpha, out_inverse, y, c_in, c_out, length, snake, float(slope), taps,
+                             dilation, float(scale), out_snake, float(out_slope), **constants, **options)
     return y
 
 

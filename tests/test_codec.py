@@ -254,6 +254,19 @@ def test_the_fused_kernel_is_activation_convolution_bias_and_residual(interprete
             assert torch.allclose(padded, F.pad(act, (6, 0)), atol=1e-5, rtol=1e-5)
     unadded = interpreted_kernels.snake_conv(x, None, None, 0, 0.1, weight.permute(2, 0, 1).contiguous(), bias, 3)
     assert torch.allclose(unadded, want - residual, atol=1e-4, rtol=1e-4)
+    # the next activation applied as the result is written; then the next convolution of that, already activated
+    chained = interpreted_kernels.snake_conv(x, None, None, 0, 0.1, weight.permute(2, 0, 1).contiguous(), bias, 3,
+                                             then=(alpha[:10].repeat(3)[:12], inverse[:10].repeat(3)[:12], 12, 0.2))
+    middle = want - residual
+    head = middle[:, :12] + inverse[:10].repeat(3)[:12, None] * torch.sin(alpha[:10].repeat(3)[:12, None] *
+                                                                           middle[:, :12]) ** 2
+    activated_middle = torch.cat([head, F.leaky_relu(middle[:, 12:], 0.2)], dim=1)
+    assert torch.allclose(chained, activated_middle, atol=1e-4, rtol=1e-4)
+    square = torch.randn(24, 24, 3)
+    again = interpreted_kernels.snake_conv(chained, alpha, inverse, 10, 0.1, square.permute(2, 0, 1).contiguous(),
+                                           bias, 1, residual, activated=True)
+    want_again = F.conv1d(F.pad(activated_middle, (2, 0)), square, bias) + residual
+    assert torch.allclose(again, want_again, atol=1e-3, rtol=1e-4)
     # a stage's mean of its chains, each one's share added as it is written (want: the leaky ReLU's, the last above)
     total = torch.randn(2, 24, 300)
     summed = interpreted_kernels.snake_conv(x, None, None, 0, 0.1, weight.permute(2, 0, 1).contiguous(), bias, 3,
@@ -317,7 +330,7 @@ def test_the_kernel_decoders_give_the_plain_decoders_audio(tiny_models, codec, i
                         activations.append(1) or act(*args))
     plans = [replace(EAGER, fused=True, fused_apart=True), replace(EAGER, kernel_activations=True, wide_stages=2),
              replace(EAGER, kernel_activations=True, folded=True),  # cuDNN's convolutions without their biases
-             DecoderPlan()]  # the last: the default, every kernel
+             DecoderPlan(), DecoderPlan(chained=True)]  # the default, every kernel; and the middles activated as written
     for each, apart in [(fused, False)] + [(load_codec(str(tiny_models[1]), device="cpu", plan=p), True) for p in plans]:
         activations.clear()
         (got,) = each.decode(codes)
@@ -368,6 +381,9 @@ def test_the_fused_kernel_compiles_for_hopper_within_its_shared_memory(monkeypat
         ptx = compiled.asm["ptx"]  # Hopper's warp-group MMA for 64-channel tiles, the older MMA for 32
         assert "sin.approx" in ptx
         assert ("wgmma.mma_async" in ptx or "mma.sync" in ptx) == (dtype == torch.bfloat16)
+        chained = kernels.compile_for(90, dtype, residual=False, c_in=channels, c_out=channels, activate=False,
+                                      out_activate=True)  # DecoderPlan.chained's first convolution
+        assert chained.metadata.shared <= 227 * 1024 and "sin.approx" in chained.asm["ptx"]
     for channels in (432, 27):  # the up-sampling kernel, at the first stage's width and the last's
         compiled = kernels.compile_upsample_for(90, dtype, channels)
         assert compiled.metadata.shared <= 227 * 1024 and "sin.approx" in compiled.asm["ptx"]

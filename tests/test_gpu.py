@@ -120,7 +120,8 @@ def test_fused_decoder_matches_the_eager_one(full_models):
                                       ("bf16", 30, replace(fused_only, fused_apart=True)),
                                       ("bf16", 30, replace(EAGER, kernel_activations=True)),
                                       ("fp32", 40, DecoderPlan()), ("bf16", 30, DecoderPlan()),  # the default
-                                      ("bf16", 30, replace(DecoderPlan(), kernel_upsampling=False, folded=False))):
+                                      ("bf16", 30, replace(DecoderPlan(), kernel_upsampling=False, folded=False)),
+                                      ("bf16", 30, DecoderPlan(chained=True))):
         fused = load_codec(path, precision=precision, plan=plan)
         assert fused.plan == plan and not fused.kernels_failed
         how = {k: v for k, v in vars(plan).items() if v != getattr(EAGER, k)}
