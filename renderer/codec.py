@@ -157,7 +157,7 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan 
 
         def then(self, conv, x, residual=None, **more):
             """conv(self(x)) (+ residual), as one kernel (`fused` only); more: snake_conv's scale, into, activated
-            and then."""
+            and next_act."""
             alpha, inverse = self.flat()
             return snake_conv(x, alpha, inverse, self.snake, self.slope, conv.taps, conv.bias, conv.dilation, residual,
                               apart=plan.fused_apart, **more)
@@ -248,13 +248,11 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan 
 
         def forward(self, x, scale: float = 1.0, into=None):
             """x + the unit's two halves; where it `folds`, times scale, added to `into` if given."""
-            if self.fuses(x) and plan.chained:  # the middle activated as the first convolution writes it
-                middle = self.act_in.then(self.conv_in, x, then=(*self.act_skip.flat(), self.act_skip.snake,
-                                                                   self.act_skip.slope))
-                return self.act_skip.then(self.conv_skip, middle, residual=x, scale=scale, into=into, activated=True)
-            if self.fuses(x):
-                return self.act_skip.then(self.conv_skip, self.act_in.then(self.conv_in, x), residual=x, scale=scale,
-                                          into=into)
+            if self.fuses(x):  # chained: the middle activated as the first convolution writes it
+                skip = self.act_skip
+                next_act = (*skip.flat(), skip.snake, skip.slope) if plan.chained else None
+                middle = self.act_in.then(self.conv_in, x, next_act=next_act)
+                return skip.then(self.conv_skip, middle, residual=x, scale=scale, into=into, activated=plan.chained)
             if self.folds(x):
                 inner = self.conv_skip.unbiased(self.act_skip, self.conv_in.unbiased(self.act_in, x), self.conv_in.bias)
                 return add_residual(inner, self.conv_skip.bias, x, scale, into)

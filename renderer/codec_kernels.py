@@ -245,7 +245,7 @@ def _compiled(kernel, capability: int, dtype: torch.dtype, constants: dict, opti
 def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor | None, snake: int, slope: float,
                weight: torch.Tensor, bias: torch.Tensor, dilation: int, residual: torch.Tensor | None = None,
                tiles: dict | None = None, apart: bool = False, into: torch.Tensor | None = None, scale: float = 1.0,
-               activated: bool = False, then: tuple | None = None):
+               activated: bool = False, next_act: tuple | None = None):
     """conv(act(x)) + bias (+ residual): act is Snake (x + inverse sin(alpha x)^2) on the first `snake`
     channels and leaky ReLU (`slope`) on the rest; conv is causal, of `weight` laid out (taps, out, in), at
     `dilation`. x: (batch, in, samples), its samples contiguous; the result (batch, out, samples), x's dtype.
@@ -253,7 +253,7 @@ def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tenso
     bench/snake_conv_bench.py). apart: the activation as a kernel of its own (`activate`), once, and then
     the convolution alone, instead of activating each tap's window again. scale: the result times this; into:
     added to this contiguous tensor, in place, and that returned (a stage's mean of its chains, summed as they
-    finish). activated: x is act(x) already (alpha and the rest unread). then: (alpha, inverse, snake, slope) of the
+    finish). activated: x is act(x) already (alpha and the rest unread). next_act: (alpha, inverse, snake, slope) of the
     next activation, applied to the result before it is written (with no residual, scale or into)."""
     rows, c_in, length = x.shape
     taps, c_out, _ = weight.shape
@@ -266,13 +266,13 @@ def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tenso
     y = into if into is not None else torch.empty((rows, c_out, length), dtype=x.dtype, device=x.device)
     if alpha is None:  # leaky ReLU only: any tensor stands in, none of it is read
         alpha = inverse = bias
-    out_alpha, out_inverse, out_snake, out_slope = then or (None, None, 0, 0.0)
+    out_alpha, out_inverse, out_snake, out_slope = next_act or (None, None, 0, 0.0)
     if out_alpha is None:
         out_alpha = out_inverse = bias
     res = residual if residual is not None else y
     constants, options = _variant(x.dtype, residual is not None, c_in, c_out, x.is_cuda,
                                   activate=not (apart or activated), accumulate=into is not None,
-                                  out_activate=then is not None)
+                                  out_activate=next_act is not None)
     for key, value in (tiles or {}).items():
         (options if key in options else constants)[key] = value
     grid = (triton.cdiv(length, constants["BLOCK_T"]), rows, triton.cdiv(c_out, constants["BLOCK_CO"]))

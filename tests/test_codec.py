@@ -256,7 +256,7 @@ def test_the_fused_kernel_is_activation_convolution_bias_and_residual(interprete
     assert torch.allclose(unadded, want - residual, atol=1e-4, rtol=1e-4)
     # the next activation applied as the result is written; then the next convolution of that, already activated
     chained = interpreted_kernels.snake_conv(x, None, None, 0, 0.1, weight.permute(2, 0, 1).contiguous(), bias, 3,
-                                             then=(alpha[:10].repeat(3)[:12], inverse[:10].repeat(3)[:12], 12, 0.2))
+                                             next_act=(alpha[:10].repeat(3)[:12], inverse[:10].repeat(3)[:12], 12, 0.2))
     middle = want - residual
     head = middle[:, :12] + inverse[:10].repeat(3)[:12, None] * torch.sin(alpha[:10].repeat(3)[:12, None] *
                                                                            middle[:, :12]) ** 2

@@ -78,9 +78,8 @@ class EngineOptions:
     # Threads decoding at once on each GPU, sharing its codec, each on a CUDA stream of its own. 0: as
     # decode_threads_on_each_gpu says (2 on a large GPU). 1 with a compiled codec.
     decode_threads: int = 0
-    # How the codec's decoder runs its layers (DecoderPlan: stages channels-last, Triton kernels). The default,
-    # its Triton kernels: on an H200, 64 twelve-second takes a batch decoded at 1,701x against 1,019x eager, and the
-    # 10-hour book rendered at 526x against 508x (bench/README.md, "Twelfth session"). codec.EAGER: none.
+    # How the codec's decoder runs its layers (DecoderPlan: stages channels-last, Triton kernels). The default is
+    # DecoderPlan's, the fastest measured (its docstring has the numbers); codec.EAGER: no Triton kernels.
     codec_plan: DecoderPlan = field(default_factory=DecoderPlan)
     # Each engine, with its vLLM frontend, in a process of its own (renderer/speech/frontends.py):
     # stepped in turn from this process, each engine waits for the others' outputs to refill its
