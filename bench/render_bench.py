@@ -45,6 +45,7 @@ CODEC_SWITCHES = {
     "kernel_upsampling": "the codec's up-sampling stages as Triton kernels",
     "folded": "cuDNN's convolutions without their biases, added by the kernels after; a stage's mean summed as written",
     "chained": "each fused unit's middle activated as its first convolution kernel writes it",
+    "tma": "the fused units' convolution kernel moving its tiles by descriptors (the GPU's tensor memory accelerator)",
 }
 COLUMNS = ("date", "gpu", "vllm", "case", "quantize", "sampler", "async", "replicas", "data_parallel", "gpu_memory",
            "max_seqs", "codec_compiled", "ray", "gpus", "chunks", "audio_s", "engine_start_s", "codec_load_s",

@@ -57,7 +57,7 @@ def one_stage(channels: int, per_frame: int, args, gpu: str, date: str) -> list[
     import torch.nn.functional as F
     from triton.runtime.errors import OutOfResources
 
-    from renderer.codec_kernels import activate, snake_conv
+    from renderer.codec_kernels import activate, padded_taps, snake_conv, to_channels_last
 
     length, snake = args.frames * per_frame, channels // 2
     x = torch.randn(args.rows, channels, length, device="cuda", dtype=torch.bfloat16)
@@ -90,19 +90,26 @@ def one_stage(channels: int, per_frame: int, args, gpu: str, date: str) -> list[
     seconds, got = median_seconds(activated, args.repeat)
     rows.append(row("activation kernel, then cuDNN", seconds, base))
     print(rows[-1], f"relative error {float((got.float() - want.float()).norm() / want.float().norm()):.1e}", flush=True)
-    for apart, tiles in [(way, tiles) for way in args.apart for tiles in configurations(channels, way)]:
-        def fused(tiles=tiles, apart=apart):
-            return snake_conv(x, alpha, inverse, snake, SLOPE, taps, bias, DILATION, tiles=tiles, apart=apart)
+    padded, conv_only = padded_taps(taps), F.conv1d(F.pad(x, ((TAPS - 1) * DILATION, 0)), weight, bias,
+                                                    dilation=DILATION)
+    across = to_channels_last(x)  # as the descriptors take it
+    for way, tiles in [(each, tiles) for each in args.apart for tiles in configurations(channels, each != "fused")]:
+        def fused(tiles=tiles, way=way):
+            if way.startswith("conv"):  # the convolution kernel alone, on x as if activated
+                return snake_conv(across if way == "conv-tma" else x, None, None, 0, SLOPE, padded, bias, DILATION,
+                                  tiles=tiles, activated=True, tma=way == "conv-tma")
+            return snake_conv(x, alpha, inverse, snake, SLOPE, padded if way == "tma" else taps, bias, DILATION,
+                              tiles=tiles, apart=way != "fused", tma=way == "tma")
 
         try:
             got = fused()
         except OutOfResources as err:  # a tile too large for the shared memory: the sweep goes on
             print(f"{channels} channels, {tiles}: {str(err).splitlines()[0]}", flush=True)
             continue
-        error = float((got.float() - want.float()).norm() / want.float().norm())
+        against = conv_only if way.startswith("conv") else want
+        error = float((got.float() - against.float()).norm() / against.float().norm())
         seconds, _ = median_seconds(fused, args.repeat)
-        how = ("apart " if apart else "fused ") + (", ".join(f"{k}={v}" for k, v in tiles.items()) if tiles
-                                                   else "at its own tiles")
+        how = f"{way} " + (", ".join(f"{k}={v}" for k, v in tiles.items()) if tiles else "at its own tiles")
         rows.append(row(how, seconds, base))
         print(rows[-1], f"relative error {error:.1e}", flush=True)
     return rows
@@ -213,14 +220,17 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--apart", default="fused,apart",
-                        help="fused (the activation at each tap), apart (activated once, by a kernel of its own), "
-                             "or both, comma-separated")
+                        help="fused (the activation at each tap), apart (activated once, by a kernel of its own), tma "
+                             "(apart, the convolution's tiles moved by descriptors), conv or conv-tma (the convolution "
+                             "kernel alone, by pointers or by descriptors), comma-separated")
     parser.add_argument("--what", default="units,upsampling",
                         help="units (the residual units' halves), upsampling (the up-sampling stages), activation (the "
                              "activation kernel alone, each stage's shape), comma-separated")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
-    args.apart = [{"fused": False, "apart": True}[way] for way in args.apart.split(",")]
+    args.apart = args.apart.split(",")
+    if unknown := set(args.apart) - {"fused", "apart", "tma", "conv", "conv-tma"}:
+        parser.error(f"--apart: unknown {', '.join(sorted(unknown))}")
 
     import torch
 

@@ -85,6 +85,10 @@ class DecoderPlan:
     # each fused unit's inner activation applied by its first convolution kernel before it writes (the kernel's
     # epilogue), not by a kernel of its own: one pass over the unit's middle fewer. Off until measured on a GPU.
     chained: bool = False
+    # the fused units' convolution kernel moving its tiles by the GPU's tensor memory accelerator (Hopper on), not by
+    # pointers, whose loads at a tap's shift Triton makes a sample at a time (`codec_kernels.snake_conv`'s tma). Off
+    # until measured on a GPU.
+    tma: bool = False
 
     @property
     def kernels(self) -> bool:
@@ -118,7 +122,7 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan 
 
     fused, kernel_activations = plan.fused, plan.kernel_activations
     if plan.kernels:
-        from renderer.codec_kernels import activate, add_residual, snake_conv, upsample
+        from renderer.codec_kernels import activate, add_residual, padded_taps, snake_conv, upsample
 
     building = {"wide": channels_last}  # whether the layers being built run channels-last
 
@@ -160,7 +164,7 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan 
             and next_act."""
             alpha, inverse = self.flat()
             return snake_conv(x, alpha, inverse, self.snake, self.slope, conv.taps, conv.bias, conv.dilation, residual,
-                              apart=plan.fused_apart, **more)
+                              apart=plan.fused_apart, tma=plan.tma, **more)
 
         def padded(self, x, pad: int, bias=None):
             """self(x (+ bias)) after `pad` zeros, as one kernel (`kernel_activations`, the plain layout, only)."""
@@ -188,8 +192,9 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan 
             self.dilation = conv.dilation[0]
             self.reach = (conv.kernel_size[0] - 1) * self.dilation
             self.wide = building["wide"]
-            if fused and not self.wide:  # the weight as the kernel reads it: (taps, out, in)
-                self.taps = torch.nn.Parameter(self.weight.detach().permute(2, 0, 1).contiguous(), requires_grad=False)
+            if fused and not self.wide:  # the weight as the kernel reads it: (taps, out, in), in whole channel blocks
+                taps = padded_taps(self.weight.detach().permute(2, 0, 1))
+                self.taps = torch.nn.Parameter(taps, requires_grad=False)
 
         def of(self, act, x):
             """self(act(x)); with kernel_activations, the activation and this convolution's padding one kernel."""

@@ -21,6 +21,9 @@ imported), which the tests use, in float32.
 """
 from __future__ import annotations
 
+import functools
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -41,6 +44,9 @@ ELEMENTWISE_TILE = {"BLOCK_T": 1024, "BLOCK_C": 4, "num_warps": 8}
 # sweep: its five stages 2.5 ms in all against cuDNN's 21.1 (13.7 at the last, 0.83 here); 32 x 256 had taken 255
 # registers and spilled
 UPSAMPLE_TILE = {"BLOCK_T": 32, "BLOCK_C": 8, "num_warps": 4}
+# The activation kernel writing channels-last (`activate(channels_last=True)`, for `snake_conv`'s descriptors): a
+# sample's channels (at most 64) written together. A first guess, not yet swept.
+CHANNELS_LAST_TILE = {"BLOCK_T": 128, "BLOCK_C": 64, "num_warps": 4}
 
 
 @triton.jit
@@ -55,11 +61,13 @@ def _activation(x, alpha, inverse, is_snake, slope, FAST_SIN: tl.constexpr):
     return tl.where(is_snake, x + inverse * wave * wave, tl.where(x >= 0, x, x * slope))
 
 
-@triton.jit(do_not_specialize=["x_batch", "x_chan", "channels", "length", "snake", "pad"])
-def _snake_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, b_ptr, y_ptr, channels, length, snake, slope, pad,
-                  HAS_BIAS: tl.constexpr, FAST_SIN: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
-    """The activation alone, into a contiguous tensor `pad` samples longer, those first (`activate`): y[t] =
-    act(x[t - pad] (+ bias)), and act(0) = 0 for Snake and leaky ReLU alike, so the padding is zeros."""
+@triton.jit(do_not_specialize=["x_batch", "x_chan", "y_batch", "y_chan", "channels", "length", "snake", "pad"])
+def _snake_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, b_ptr, y_ptr, y_batch, y_chan, channels, length, snake,
+                  slope, pad, HAS_BIAS: tl.constexpr, FAST_SIN: tl.constexpr, BLOCK_T: tl.constexpr,
+                  BLOCK_C: tl.constexpr, CHANNELS_LAST: tl.constexpr):
+    """The activation alone, into a tensor `pad` samples longer, those first (`activate`): y[t] =
+    act(x[t - pad] (+ bias)), and act(0) = 0 for Snake and leaky ReLU alike, so the padding is zeros.
+    CHANNELS_LAST (a power of two, or 0): y is (rows, samples, CHANNELS_LAST), its channels past `channels` zeros."""
     t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     row = tl.program_id(1)
     c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -74,8 +82,13 @@ def _snake_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, b_ptr, y_ptr, chan
         bias = tl.load(b_ptr + c, mask=c < channels, other=0.0).to(tl.float32)
         x += tl.where(at[None, :] >= 0, bias[:, None], 0.0)
     act = _activation(x, alpha[:, None], inverse[:, None], is_snake[:, None], slope, FAST_SIN)
-    tl.store(y_ptr + row * channels * (length + pad) + c[:, None] * (length + pad) + t[None, :],
-             act.to(y_ptr.dtype.element_ty), mask=written)
+    if CHANNELS_LAST:
+        tl.store(y_ptr + (row * (length + pad) + t[None, :]) * CHANNELS_LAST + c[:, None],
+                 tl.where(c[:, None] < channels, act, 0.0).to(y_ptr.dtype.element_ty),
+                 mask=(c[:, None] < CHANNELS_LAST) & (t[None, :] < length + pad))
+    else:
+        tl.store(y_ptr + row * y_batch + c[:, None] * y_chan + t[None, :], act.to(y_ptr.dtype.element_ty),
+                 mask=written)
 
 
 @triton.jit(do_not_specialize=["res_batch", "res_chan", "channels", "length"])
@@ -97,9 +110,10 @@ def _residual_kernel(conv_ptr, b_ptr, res_ptr, res_batch, res_chan, y_ptr, chann
     tl.store(y_ptr + at, total.to(y_ptr.dtype.element_ty), mask=written)
 
 
-@triton.jit(do_not_specialize=["x_batch", "x_chan", "channels", "in_len", "out_len", "snake", "left"])
-def _upsample_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr, y_ptr, channels, in_len, out_len,
-                     snake, slope, left, FAST_SIN: tl.constexpr, STRIDE: tl.constexpr, TAPS: tl.constexpr,
+@triton.jit(do_not_specialize=["x_batch", "x_chan", "y_batch", "y_chan", "channels", "in_len", "out_len", "snake",
+                               "left"])
+def _upsample_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr, y_ptr, y_batch, y_chan, channels, in_len,
+                     out_len, snake, slope, left, FAST_SIN: tl.constexpr, STRIDE: tl.constexpr, TAPS: tl.constexpr,
                      IN_PER: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_C: tl.constexpr):
     """The activation, then a grouped transposed convolution of `channels` groups (each of IN_PER input channels and
     one output), trimmed by `left` samples: y[c, j STRIDE + r - left] = bias[c] + sum over its inputs i and m of
@@ -127,53 +141,73 @@ def _upsample_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr, y
                 w = tl.load(w_ptr + ci * TAPS + (r + m * STRIDE), mask=c_ok, other=0.0).to(tl.float32)
                 acc += act * w[:, None]
         written = c_ok[:, None] & (t[None, :] >= 0) & (t[None, :] < out_len)
-        tl.store(y_ptr + row * channels * out_len + c[:, None] * out_len + t[None, :],
-                 acc.to(y_ptr.dtype.element_ty), mask=written)
+        tl.store(y_ptr + row * y_batch + c[:, None] * y_chan + t[None, :], acc.to(y_ptr.dtype.element_ty),
+                 mask=written)
 
 
 # Lengths and strides change with every batch: not specialized on (Triton would compile again for each new
 # divisibility by 16, possibly on a second decoding thread). Nor are the taps and the dilation: as constants
 # they made 24 variants a precision, 1.5-5 s of compiling each on an H200 (eleventh session); now a decoder has
 # 4 (residual or not, 32- or 64-channel blocks), its taps a loop at run time (all its measurements are of this).
-@triton.jit(do_not_specialize=["x_batch", "x_chan", "res_batch", "res_chan", "c_in", "c_out", "length", "snake",
-                               "taps", "dilation", "out_snake"])
+@triton.jit(do_not_specialize=["x_batch", "x_chan", "res_batch", "res_chan", "y_batch", "y_chan", "c_in", "c_out",
+                               "length", "snake", "taps", "dilation", "out_snake", "w_rows", "w_cols"])
 def _snake_conv_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr, res_ptr, res_batch, res_chan,
-                       out_alpha_ptr, out_inv_ptr, y_ptr, c_in, c_out, length, snake, slope, taps, dilation, scale,
-                       out_snake, out_slope,
+                       out_alpha_ptr, out_inv_ptr, y_ptr, y_batch, y_chan, c_in, c_out, length, snake, slope, taps,
+                       dilation, scale, out_snake, out_slope, w_rows, w_cols, x_desc, w_desc, res_desc, y_desc,
                        HAS_RESIDUAL: tl.constexpr, ACCUMULATE: tl.constexpr, IEEE: tl.constexpr,
-                       FAST_SIN: tl.constexpr, ACTIVATE: tl.constexpr, OUT_ACTIVATE: tl.constexpr,
-                       BLOCK_T: tl.constexpr, BLOCK_CI: tl.constexpr, BLOCK_CO: tl.constexpr):
+                       FAST_SIN: tl.constexpr, ACTIVATE: tl.constexpr, OUT_ACTIVATE: tl.constexpr, TMA: tl.constexpr,
+                       OUT_CHANNELS_LAST: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_CI: tl.constexpr,
+                       BLOCK_CO: tl.constexpr):
     """y = scale (conv(act(x)) + bias (+ residual)) (+ y, ACCUMULATE), its tiles channels by samples; OUT_ACTIVATE:
     y = out_act(conv(act(x)) + bias), the next convolution's activation applied before writing. (Tiled
     samples by channels instead, so that Hopper's warp-group MMA ran at 32 channels too, it was no faster at any
-    tile on an H200: bench/README.md, "Thirteenth session".)"""
-    t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    tile on an H200: bench/README.md, "Thirteenth session".) TMA (x activated already, channels-last): every tile
+    moved by the GPU's tensor memory accelerator through the descriptors (`snake_conv`'s `_descriptors`) instead of
+    the pointers, whose loads at a tap's shift Triton cannot prove aligned and so makes one sample at a time; the
+    product then samples by channels. OUT_CHANNELS_LAST (with TMA): y written channels-last, as TMA takes x."""
+    t0 = tl.program_id(0) * BLOCK_T
+    t = t0 + tl.arange(0, BLOCK_T)
     row = tl.program_id(1)
-    co = tl.program_id(2) * BLOCK_CO + tl.arange(0, BLOCK_CO)
+    co0 = tl.program_id(2) * BLOCK_CO
+    co = co0 + tl.arange(0, BLOCK_CO)
     # not tl.zeros: a jit function, which Triton's interpreter (the tests) runs only if set before triton's import
     co2, t2 = co[:, None], t[None, :]
     acc = tl.full((BLOCK_CO, BLOCK_T), 0.0, tl.float32)
     x_row = x_ptr + row * x_batch
-    for ci0 in range(0, c_in, BLOCK_CI):
-        ci = ci0 + tl.arange(0, BLOCK_CI)
-        ci_x, ci_w = ci[:, None], ci[None, :]  # an input channel: a row of x's tile, a column of the weights'
-        is_snake = ci_x < snake
-        alpha = tl.load(alpha_ptr + ci_x, mask=is_snake, other=1.0).to(tl.float32)
-        inverse = tl.load(inv_ptr + ci_x, mask=is_snake, other=0.0).to(tl.float32)
-        for j in range(taps):
-            # causal: out[t] = sum over taps j of W[:, :, j] x[t - (taps - 1 - j) dilation], zero before the start
-            at = t2 - (taps - 1 - j) * dilation
-            inside = (ci_x < c_in) & (at >= 0) & (at < length)
-            x = tl.load(x_row + ci_x * x_chan + at, mask=inside, other=0.0).to(tl.float32)
-            if ACTIVATE:  # each tap activates its window again (Triton cannot shift a tile in registers)
-                act = _activation(x, alpha, inverse, is_snake, slope, FAST_SIN)
-            else:  # activated apart (`activate`): a convolution alone
-                act = x
-            w = tl.load(w_ptr + j * c_out * c_in + co2 * c_in + ci_w, mask=(co2 < c_out) & (ci_w < c_in), other=0.0)
-            if IEEE:
-                acc += tl.dot(w, act.to(w.dtype), input_precision="ieee")
-            else:
-                acc += tl.dot(w, act.to(w.dtype))
+    if TMA:  # x channels-last: a tap's window is a run of whole rows of channels, which a descriptor takes from any
+        # sample on (left of the start as zeros); a window's first sample anywhere along a row of samples faults
+        # (bench/tma_probe.py)
+        acc_t = tl.full((BLOCK_T, BLOCK_CO), 0.0, tl.float32)
+        for ci0 in range(0, c_in, BLOCK_CI):
+            for j in range(taps):
+                x = x_desc.load([row, t0 - (taps - 1 - j) * dilation, ci0]).reshape(BLOCK_T, BLOCK_CI)
+                w = tl.trans(w_desc.load([j * w_rows + co0, ci0]))
+                if IEEE:
+                    acc_t += tl.dot(x, w, input_precision="ieee")
+                else:
+                    acc_t += tl.dot(x, w)
+        acc = tl.trans(acc_t)
+    else:
+        for ci0 in range(0, c_in, BLOCK_CI):
+            ci = ci0 + tl.arange(0, BLOCK_CI)
+            ci_x, ci_w = ci[:, None], ci[None, :]  # an input channel: a row of x's tile, a column of the weights'
+            is_snake = ci_x < snake
+            alpha = tl.load(alpha_ptr + ci_x, mask=is_snake, other=1.0).to(tl.float32)
+            inverse = tl.load(inv_ptr + ci_x, mask=is_snake, other=0.0).to(tl.float32)
+            for j in range(taps):
+                # causal: out[t] = sum over taps j of W[:, :, j] x[t - (taps - 1 - j) dilation], zero before the start
+                at = t2 - (taps - 1 - j) * dilation
+                inside = (ci_x < c_in) & (at >= 0) & (at < length)
+                x = tl.load(x_row + ci_x * x_chan + at, mask=inside, other=0.0).to(tl.float32)
+                if ACTIVATE:  # each tap activates its window again (Triton cannot shift a tile in registers)
+                    act = _activation(x, alpha, inverse, is_snake, slope, FAST_SIN)
+                else:  # activated apart (`activate`): a convolution alone
+                    act = x
+                w = tl.load(w_ptr + (j * w_rows + co2) * w_cols + ci_w, mask=(co2 < c_out) & (ci_w < c_in), other=0.0)
+                if IEEE:
+                    acc += tl.dot(w, act.to(w.dtype), input_precision="ieee")
+                else:
+                    acc += tl.dot(w, act.to(w.dtype))
     acc += tl.load(b_ptr + co2, mask=co2 < c_out, other=0.0).to(tl.float32)
     written = (co2 < c_out) & (t2 < length)
     if OUT_ACTIVATE:
@@ -182,12 +216,23 @@ def _snake_conv_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr,
         out_inverse = tl.load(out_inv_ptr + co2, mask=out_is_snake, other=0.0).to(tl.float32)
         acc = _activation(acc, out_alpha, out_inverse, out_is_snake, out_slope, FAST_SIN)
     if HAS_RESIDUAL:
-        acc += tl.load(res_ptr + row * res_batch + co2 * res_chan + t2, mask=written, other=0.0).to(tl.float32)
-    out = y_ptr + row * c_out * length + co2 * length + t2
+        if TMA:
+            acc += res_desc.load([row, co0, t0]).reshape(BLOCK_CO, BLOCK_T).to(tl.float32)
+        else:
+            acc += tl.load(res_ptr + row * res_batch + co2 * res_chan + t2, mask=written, other=0.0).to(tl.float32)
+    out = y_ptr + row * y_batch + co2 * y_chan + t2
     acc = acc * scale
     if ACCUMULATE:
-        acc += tl.load(out, mask=written, other=0.0).to(tl.float32)
-    tl.store(out, acc.to(y_ptr.dtype.element_ty), mask=written)
+        if TMA:
+            acc += y_desc.load([row, co0, t0]).reshape(BLOCK_CO, BLOCK_T).to(tl.float32)
+        else:
+            acc += tl.load(out, mask=written, other=0.0).to(tl.float32)
+    if OUT_CHANNELS_LAST:  # the next convolution's x (its padding channels zeros: no weight, no bias there)
+        y_desc.store([row, t0, co0], tl.trans(acc.to(y_ptr.dtype.element_ty)).reshape(1, BLOCK_T, BLOCK_CO))
+    elif TMA:  # clipped to the tensor's channels and samples
+        y_desc.store([row, co0, t0], acc.to(y_ptr.dtype.element_ty).reshape(1, BLOCK_CO, BLOCK_T))
+    else:
+        tl.store(out, acc.to(y_ptr.dtype.element_ty), mask=written)
 
 
 def _tile(default: dict, channels: int, tiles: dict | None = None) -> dict:
@@ -214,12 +259,24 @@ def _variant(dtype: torch.dtype, residual: bool, c_in: int, c_out: int, on_gpu: 
 
 
 def compile_for(capability: int, dtype: torch.dtype, residual: bool, c_in: int, c_out: int, activate: bool = True,
-                out_activate: bool = False):
+                out_activate: bool = False, tma: bool = False):
     """The kernel compiled ahead of time for a GPU of this compute capability (90: Hopper) as `snake_conv`
-    would launch it, without a GPU (Triton's own ptxas): for the tests, its compiled form and needs."""
+    would launch it, without a GPU (Triton's own ptxas): for the tests, its compiled form and needs. tma: its
+    tiles moved by descriptors (x activated, channels-last; y so too with out_activate)."""
     constants, options = _variant(dtype, residual, c_in, c_out, on_gpu=True, activate=activate,
                                   out_activate=out_activate)
-    return _compiled(_snake_conv_kernel, capability, dtype, constants, options)
+    constants.update(TMA=tma, OUT_CHANNELS_LAST=tma and out_activate)
+    kind = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    ci, co, t = constants["BLOCK_CI"], constants["BLOCK_CO"], constants["BLOCK_T"]
+    shapes = {"x_desc": [1, t, ci], "w_desc": [co, ci], "res_desc": [1, co, t] if residual else None,
+              "y_desc": [1, t, co] if out_activate else [1, co, t]}
+    kinds = {}
+    for name, shape in shapes.items():
+        if tma and shape:
+            kinds[name] = f"tensordesc<{kind}[{','.join(map(str, shape))}]>"
+        else:
+            constants[name] = None  # unused: the pointers' kernel, or no residual
+    return _compiled(_snake_conv_kernel, capability, dtype, constants, options, kinds)
 
 
 def compile_upsample_for(capability: int, dtype: torch.dtype, c_out: int, stride: int = 7):
@@ -231,13 +288,15 @@ def compile_upsample_for(capability: int, dtype: torch.dtype, c_out: int, stride
     return _compiled(_upsample_kernel, capability, dtype, constants, {"num_warps": tile["num_warps"]})
 
 
-def _compiled(kernel, capability: int, dtype: torch.dtype, constants: dict, options: dict):
+def _compiled(kernel, capability: int, dtype: torch.dtype, constants: dict, options: dict, kinds: dict | None = None):
+    """kinds: the signature's types of arguments neither pointers, numbers nor constants (descriptors)."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     pointer = "*" + {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-    signature = {name: "constexpr" if name in constants else pointer if name.endswith("_ptr") else
-                 "fp32" if name in ("slope", "scale", "out_slope") else "i32" for name in kernel.arg_names}
+    signature = {name: "constexpr" if name in constants else (kinds or {}).get(name) or (
+        pointer if name.endswith("_ptr") else "fp32" if name in ("slope", "scale", "out_slope") else "i32")
+        for name in kernel.arg_names}
     source = ASTSource(fn=kernel, signature=signature, constexprs=constants)
     return triton.compile(source, target=GPUTarget("cuda", capability, 32), options=options)
 
@@ -245,59 +304,179 @@ def _compiled(kernel, capability: int, dtype: torch.dtype, constants: dict, opti
 def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor | None, snake: int, slope: float,
                weight: torch.Tensor, bias: torch.Tensor, dilation: int, residual: torch.Tensor | None = None,
                tiles: dict | None = None, apart: bool = False, into: torch.Tensor | None = None, scale: float = 1.0,
-               activated: bool = False, next_act: tuple | None = None):
+               activated: bool = False, next_act: tuple | None = None, tma: bool = False):
     """conv(act(x)) + bias (+ residual): act is Snake (x + inverse sin(alpha x)^2) on the first `snake`
-    channels and leaky ReLU (`slope`) on the rest; conv is causal, of `weight` laid out (taps, out, in), at
-    `dilation`. x: (batch, in, samples), its samples contiguous; the result (batch, out, samples), x's dtype.
-    tiles: any of BLOCK_T, BLOCK_CI, BLOCK_CO, num_warps and num_stages in place of `_variant`'s (for
-    bench/snake_conv_bench.py). apart: the activation as a kernel of its own (`activate`), once, and then
-    the convolution alone, instead of activating each tap's window again. scale: the result times this; into:
-    added to this contiguous tensor, in place, and that returned (a stage's mean of its chains, summed as they
-    finish). activated: x is act(x) already (alpha and the rest unread). next_act: (alpha, inverse, snake, slope) of the
-    next activation, applied to the result before it is written (with no residual, scale or into)."""
+    channels and leaky ReLU (`slope`) on the rest; conv is causal, of `weight` laid out (taps, out, in) (or as
+    `padded_taps` pads it), at `dilation`. x: (batch, in, samples), its samples contiguous; the result (batch, out,
+    samples), x's dtype, its channels `aligned`. tiles: any of BLOCK_T, BLOCK_CI, BLOCK_CO, num_warps and num_stages
+    in place of `_variant`'s (for bench/snake_conv_bench.py). apart: the activation as a kernel of its own
+    (`activate`), once, and then the convolution alone, instead of activating each tap's window again. scale: the
+    result times this; into: added to this tensor, in place, and that returned (a stage's mean of its chains,
+    summed as they finish). activated: x is act(x) already (alpha and the rest unread). next_act: (alpha, inverse,
+    snake, slope) of the next activation, applied to the result before it is written (with no residual, scale or
+    into). tma: where the convolution reads x activated (apart or activated) on a GPU with a tensor memory
+    accelerator (Hopper on) in 16 bits, and every tensor's channels are `aligned`, the kernel moves its tiles by
+    descriptors (`_descriptors`); elsewhere by pointers."""
     rows, c_in, length = x.shape
-    taps, c_out, _ = weight.shape
+    c_out, taps = bias.shape[0], weight.shape[0]
+    per_tap = not (apart or activated)
+    tma = tma and not per_tap and _tma_usable(x)
     if apart and not activated:
-        x, alpha, snake = activate(x, alpha, inverse, snake, slope), None, 0
-    if x.stride(2) != 1:
+        x, alpha, snake = activate(x, alpha, inverse, snake, slope, channels_last=tma), None, 0
+    tma = tma and is_channels_last(x) and (residual is None or aligned(residual)) and (into is None or aligned(into))
+    if x.stride(2) != 1 and not tma:
         x = x.contiguous()
     if residual is not None and residual.stride(2) != 1:
         residual = residual.contiguous()
-    y = into if into is not None else torch.empty((rows, c_out, length), dtype=x.dtype, device=x.device)
+    out_channels_last = tma and next_act is not None
+    if into is not None:
+        y = into
+    else:
+        y = (channels_last_empty if out_channels_last else aligned_empty)(rows, c_out, length, x)
     if alpha is None:  # leaky ReLU only: any tensor stands in, none of it is read
         alpha = inverse = bias
     out_alpha, out_inverse, out_snake, out_slope = next_act or (None, None, 0, 0.0)
     if out_alpha is None:
         out_alpha = out_inverse = bias
     res = residual if residual is not None else y
-    constants, options = _variant(x.dtype, residual is not None, c_in, c_out, x.is_cuda,
-                                  activate=not (apart or activated), accumulate=into is not None,
-                                  out_activate=next_act is not None)
+    constants, options = _variant(x.dtype, residual is not None, c_in, c_out, x.is_cuda, activate=per_tap,
+                                  accumulate=into is not None, out_activate=next_act is not None)
+    constants.update(TMA=tma, OUT_CHANNELS_LAST=out_channels_last)
     for key, value in (tiles or {}).items():
         (options if key in options else constants)[key] = value
+    descriptors = (None,) * 4
+    if tma:
+        weight = weight if weight.shape[1:] == _padded(c_out, c_in) else padded_taps(weight)
+        descriptors = _descriptors(x, weight, residual, y, constants)
     grid = (triton.cdiv(length, constants["BLOCK_T"]), rows, triton.cdiv(c_out, constants["BLOCK_CO"]))
     _snake_conv_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, weight, bias, res, res.stride(0),
-                             res.stride(1), out_alpha, out_inverse, y, c_in, c_out, length, snake, float(slope), taps,
-                             dilation, float(scale), out_snake, float(out_slope), **constants, **options)
+                             res.stride(1), out_alpha, out_inverse, y, y.stride(0), y.stride(1), c_in, c_out, length,
+                             snake, float(slope), taps, dilation, float(scale), out_snake, float(out_slope),
+                             weight.shape[1], weight.shape[2], *descriptors, **constants, **options)
     return y
 
 
+ALIGN = 8  # samples: a channel's stride in 16-byte steps at 16 bits, as a descriptor needs it
+
+
+def aligned_empty(rows: int, channels: int, length: int, like: torch.Tensor) -> torch.Tensor:
+    """An empty (rows, channels, length) tensor of `like`'s dtype and device whose channels start every ALIGN
+    samples (its storage padded past `length`): the layout `snake_conv`'s descriptors take. Contiguous where the
+    length is a multiple of ALIGN. Torch's ops take it as any strided tensor."""
+    padded = triton.cdiv(length, ALIGN) * ALIGN
+    return torch.empty((rows, channels, padded), dtype=like.dtype, device=like.device)[..., :length]
+
+
+def aligned(x: torch.Tensor) -> bool:
+    """Whether x (rows, channels, samples) is laid out as `aligned_empty` lays it out (16-byte strides and start)."""
+    channels = x.shape[1]
+    step = 16 // x.element_size()
+    return (x.stride(2) == 1 and x.stride(1) % step == 0 and x.stride(0) == channels * x.stride(1)
+            and x.data_ptr() % 16 == 0)
+
+
+def _padded(c_out: int, c_in: int) -> tuple[int, int]:
+    """A weight's (out, in) padded to whole channel blocks of the kernel's."""
+    return triton.cdiv(c_out, _block(c_out)) * _block(c_out), triton.cdiv(c_in, _block(c_in)) * _block(c_in)
+
+
+def padded_taps(weight: torch.Tensor) -> torch.Tensor:
+    """A (taps, out, in) weight with zeros to whole channel blocks (`_padded`), as `snake_conv`'s descriptors read
+    it (the pointers read it too): made once for a layer, where snake_conv would pad it at every call."""
+    taps, c_out, c_in = weight.shape
+    out = weight.new_zeros((taps, *_padded(c_out, c_in)))
+    out[:, :c_out, :c_in] = weight
+    return out
+
+
+def channels_last_empty(rows: int, channels: int, length: int, like: torch.Tensor) -> torch.Tensor:
+    """An empty (rows, channels, length) tensor of `like`'s dtype and device held channels-last: the transposed view
+    of (rows, length, channels in whole blocks of the kernel's, `_padded`), as `snake_conv`'s descriptors take x."""
+    across = _padded(channels, channels)[0]
+    return torch.empty((rows, length, across), dtype=like.dtype, device=like.device).transpose(1, 2)[:, :channels]
+
+
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """A copy of x (rows, channels, samples) laid out as `channels_last_empty` lays it out, its padding channels zeros
+    (as the kernels write them: the padded weights' zero columns times anything else but a NaN are zeros)."""
+    rows, channels, length = x.shape
+    across = _padded(channels, channels)[0]
+    out = torch.zeros((rows, length, across), dtype=x.dtype, device=x.device)
+    out[..., :channels] = x.transpose(1, 2)
+    return out.transpose(1, 2)[:, :channels]
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Whether x is laid out as `channels_last_empty` lays it out."""
+    _, channels, length = x.shape
+    across = _padded(channels, channels)[0]
+    return (x.stride(1) == 1 and x.stride(2) == across and x.stride(0) == length * across
+            and (across * x.element_size()) % 16 == 0 and x.data_ptr() % 16 == 0)
+
+
+@functools.cache
+def _capability(device: int) -> int:
+    return torch.cuda.get_device_capability(device)[0]
+
+
+def _tma_usable(x: torch.Tensor) -> bool:
+    """Whether `snake_conv` can move x's tiles by descriptors: on a GPU of compute capability 9 or more, or under
+    Triton's interpreter (the tests)."""
+    if x.is_cuda:
+        return _capability(x.device.index or 0) >= 9
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _descriptors(x: torch.Tensor, weight: torch.Tensor, residual: torch.Tensor | None, y: torch.Tensor,
+                 constants: dict):
+    """The kernel's descriptors, in tiles of its blocks: of x (rows, samples, channels: it is channels-last), the
+    padded weight (its taps' rows of output channels one after another), the residual (or None) and y (rows,
+    channels, samples; y channels-last where the kernel writes it so)."""
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    def samples_by_channels(t, block_c):
+        return TensorDescriptor(t, [t.shape[0], t.shape[2], t.stride(2)], [t.stride(0), t.stride(2), 1],
+                                [1, block_t, block_c])
+
+    def channels_by_samples(t):
+        return TensorDescriptor(t, list(t.shape), list(t.stride()), [1, block_co, block_t])
+
+    block_t, block_ci, block_co = constants["BLOCK_T"], constants["BLOCK_CI"], constants["BLOCK_CO"]
+    taps, w_rows, w_cols = weight.shape
+    flat_w = TensorDescriptor(weight, [taps * w_rows, w_cols], [w_cols, 1], [block_co, block_ci])
+    y_d = samples_by_channels(y, block_co) if constants["OUT_CHANNELS_LAST"] else channels_by_samples(y)
+    res_d = channels_by_samples(residual) if residual is not None else None
+    return samples_by_channels(x, block_ci), flat_w, res_d, y_d
+
+
 def activate(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor | None, snake: int,
-             slope: float, pad: int = 0, bias: torch.Tensor | None = None, tiles: dict | None = None) -> torch.Tensor:
+             slope: float, pad: int = 0, bias: torch.Tensor | None = None, tiles: dict | None = None,
+             aligned: bool = False, channels_last: bool = False) -> torch.Tensor:
     """act(x) as `snake_conv` applies it, as one kernel: x (batch, channels, samples), its samples contiguous;
-    the result contiguous, x's dtype, after `pad` zeros (a causal convolution's left padding, written in the
-    same pass: no copy by F.pad). bias: (channels,), added to x first (a convolution's, left out of it). tiles:
-    BLOCK_T, BLOCK_C, num_warps in place of ELEMENTWISE_TILE's."""
+    the result contiguous (`aligned`: as `aligned_empty` lays it out; channels_last: as `channels_last_empty`), x's
+    dtype, after `pad` zeros (a causal convolution's left padding, written in the same pass: no copy by F.pad).
+    bias: (channels,), added to x first (a convolution's, left out of it). tiles: BLOCK_T, BLOCK_C, num_warps in
+    place of ELEMENTWISE_TILE's (CHANNELS_LAST_TILE's)."""
     rows, channels, length = x.shape
     if x.stride(2) != 1:
         x = x.contiguous()
-    y = torch.empty((rows, channels, pad + length), dtype=x.dtype, device=x.device)
+    if channels_last:
+        y = channels_last_empty(rows, channels, pad + length, x)
+    elif aligned:
+        y = aligned_empty(rows, channels, pad + length, x)
+    else:
+        y = torch.empty((rows, channels, pad + length), dtype=x.dtype, device=x.device)
     if alpha is None:  # leaky ReLU only: any tensor stands in, none of it is read
         alpha = inverse = y
-    tile = _tile(ELEMENTWISE_TILE, channels, tiles)
-    grid = (triton.cdiv(pad + length, tile["BLOCK_T"]), rows, triton.cdiv(channels, tile["BLOCK_C"]))
-    _snake_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, bias if bias is not None else y, y, channels,
-                        length, snake, float(slope), pad, HAS_BIAS=bias is not None, FAST_SIN=x.is_cuda, **tile)
+    across = y.stride(2) if channels_last else 0  # the channels a sample holds, padding included
+    if channels_last:
+        tile = {**CHANNELS_LAST_TILE, "BLOCK_C": min(CHANNELS_LAST_TILE["BLOCK_C"], across), **(tiles or {})}
+    else:
+        tile = _tile(ELEMENTWISE_TILE, channels, tiles)
+    grid = (triton.cdiv(pad + length, tile["BLOCK_T"]), rows, triton.cdiv(across or channels, tile["BLOCK_C"]))
+    _snake_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, bias if bias is not None else y, y, y.stride(0),
+                        y.stride(1), channels, length, snake, float(slope), pad, HAS_BIAS=bias is not None,
+                        FAST_SIN=x.is_cuda, CHANNELS_LAST=across, **tile)
     return y
 
 
@@ -323,7 +502,7 @@ def upsample(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor 
     """conv_transpose1d(act(x), weight, bias, stride, groups=out channels)[..., left : -right], act as `activate`'s,
     as one kernel: NeMo's up-sampling layer, each output channel made from a group of in / out input channels.
     x: (batch, in, samples), its samples contiguous; weight (in, 1, taps); the result (batch, out, (samples - 1)
-    stride + taps - left - right), contiguous, x's dtype. cuDNN's grouped transposed convolution took 16% of the
+    stride + taps - left - right), x's dtype, its channels `aligned` (the residual units' input). cuDNN's grouped transposed convolution took 16% of the
     decoder's time on the book's mix (bench/README.md, "Twelfth session"); this is a gather, bound by memory.
     tiles: BLOCK_T (input samples a program takes), BLOCK_C, num_warps, in place of UPSAMPLE_TILE's."""
     rows, c_in, length = x.shape
@@ -334,12 +513,12 @@ def upsample(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor 
         x = x.contiguous()
     weight = weight.contiguous()
     out_len = (length - 1) * stride + taps - left - right
-    y = torch.empty((rows, c_out, out_len), dtype=x.dtype, device=x.device)
+    y = aligned_empty(rows, c_out, out_len, x)
     if alpha is None:  # leaky ReLU only: any tensor stands in, none of it is read
         alpha = inverse = bias
     tile = _tile(UPSAMPLE_TILE, c_out, tiles)
     grid = (triton.cdiv(triton.cdiv(out_len + left, stride), tile["BLOCK_T"]), rows, triton.cdiv(c_out, tile["BLOCK_C"]))
-    _upsample_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, weight, bias, y, c_out, length, out_len, snake,
-                           float(slope), left, FAST_SIN=x.is_cuda, STRIDE=stride, TAPS=taps, IN_PER=c_in // c_out,
+    _upsample_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, weight, bias, y, y.stride(0), y.stride(1), c_out,
+                           length, out_len, snake, float(slope), left, FAST_SIN=x.is_cuda, STRIDE=stride, TAPS=taps, IN_PER=c_in // c_out,
                            BLOCK_J=tile["BLOCK_T"], BLOCK_C=tile["BLOCK_C"], num_warps=tile["num_warps"])
     return y

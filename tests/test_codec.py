@@ -245,11 +245,18 @@ def test_the_fused_kernel_is_activation_convolution_bias_and_residual(interprete
         want = F.conv1d(F.pad(act, (6, 0)), weight, bias, dilation=3) + residual
         got = interpreted_kernels.snake_conv(x, alpha if snake else None, inverse if snake else None, snake, 0.1,
                                              weight.permute(2, 0, 1).contiguous(), bias, 3, residual, apart=apart)
-        assert got.shape == want.shape and got.is_contiguous()
+        assert got.shape == want.shape and interpreted_kernels.aligned(got)  # 300 samples: channels every 304
         assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+        padded = interpreted_kernels.padded_taps(weight.permute(2, 0, 1))  # whole channel blocks: (3, 32, 32)
+        assert padded.shape == (3, 32, 32) and padded[:, 24:].abs().sum() == padded[:, :, 20:].abs().sum() == 0
+        again = interpreted_kernels.snake_conv(x, alpha if snake else None, inverse if snake else None, snake, 0.1,
+                                               padded, bias, 3, residual, apart=apart)
+        assert torch.equal(again, got)
         if apart:
             activated_apart = interpreted_kernels.activate(x, alpha, inverse, snake, 0.1)
             assert activated_apart.is_contiguous() and torch.allclose(activated_apart, act, atol=1e-5, rtol=1e-5)
+            spaced = interpreted_kernels.activate(x, alpha, inverse, snake, 0.1, aligned=True)
+            assert spaced.stride() == (20 * 304, 304, 1) and torch.equal(spaced, activated_apart)
             padded = interpreted_kernels.activate(x, alpha, inverse, snake, 0.1, pad=6)  # a convolution's padding too
             assert torch.allclose(padded, F.pad(act, (6, 0)), atol=1e-5, rtol=1e-5)
     unadded = interpreted_kernels.snake_conv(x, None, None, 0, 0.1, weight.permute(2, 0, 1).contiguous(), bias, 3)
@@ -311,10 +318,40 @@ def test_the_upsampling_kernel_is_activation_and_grouped_transposed_convolution(
         want = full[..., : full.shape[-1] - right]
         got = interpreted_kernels.upsample(x, alpha if snake else None, inverse if snake else None, snake, 0.01,
                                            weight, bias, stride, 0, right)
-        assert got.shape == want.shape == (2, c_out, 41 * stride) and got.is_contiguous()
+        assert got.shape == want.shape == (2, c_out, 41 * stride) and interpreted_kernels.aligned(got)
         assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="not one output channel a group"):
         interpreted_kernels.upsample(x, None, None, 0, 0.01, torch.randn(4, 2, 14), torch.randn(4), 7, 0, 7)
+
+
+def test_the_convolution_by_descriptors_is_the_convolution_by_pointers(interpreted_kernels, monkeypatch):
+    """snake_conv(tma=True) under the interpreter, which runs descriptors too: activated apart into channels-last, the
+    residual and a sum into a tensor by descriptors; the next activation applied and written channels-last, then
+    convolved from there (DecoderPlan.tma with chained)."""
+    torch.manual_seed(1)
+    made = []
+    descriptors = interpreted_kernels._descriptors
+    monkeypatch.setattr(interpreted_kernels, "_descriptors", lambda *args: made.append(1) or descriptors(*args))
+    x, residual = torch.randn(2, 20, 300), torch.randn(2, 24, 300)
+    alpha, inverse = torch.rand(24) + 0.5, torch.rand(24) + 0.5
+    first, second = torch.randn(3, 24, 20), torch.randn(5, 24, 24)
+    bias, bias2 = torch.randn(24), torch.randn(24)
+    into = torch.randn(2, 24, 300)
+    made_by = {}  # by pointers, then by descriptors: (middle, out)
+    for tma in (False, True):
+        total = into.clone()
+        middle = interpreted_kernels.snake_conv(x, alpha[:20], inverse[:20], 10, 0.1, first, bias, 3, apart=True,
+                                                tma=tma, next_act=(alpha, inverse, 12, 0.2))
+        assert interpreted_kernels.is_channels_last(middle) == tma
+        out = interpreted_kernels.snake_conv(middle, None, None, 0, 0.1, second, bias2, 2, residual, activated=True,
+                                             tma=tma, into=total, scale=1 / 3)
+        assert out is total and len(made) == 2 * tma
+        made_by[tma] = middle, out
+    (want_middle, want), (middle, out) = made_by[False], made_by[True]
+    assert torch.allclose(middle, want_middle, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(out, want, atol=1e-4, rtol=1e-4)
+    assert interpreted_kernels.is_channels_last(interpreted_kernels.activate(x, alpha, inverse, 10, 0.1,
+                                                                             channels_last=True))
 
 
 def test_the_kernel_decoders_give_the_plain_decoders_audio(tiny_models, codec, interpreted_kernels, monkeypatch):
@@ -326,11 +363,12 @@ def test_the_kernel_decoders_give_the_plain_decoders_audio(tiny_models, codec, i
     codes = [rng.integers(0, 4032, size=(4, 2))]
     (want,) = codec.decode(codes)
     activations = []  # the kernels activating apart (fused_apart), counted
-    monkeypatch.setattr(interpreted_kernels, "activate", lambda *args, act=interpreted_kernels.activate:
-                        activations.append(1) or act(*args))
+    monkeypatch.setattr(interpreted_kernels, "activate", lambda *args, act=interpreted_kernels.activate, **more:
+                        activations.append(1) or act(*args, **more))
     plans = [replace(EAGER, fused=True, fused_apart=True), replace(EAGER, kernel_activations=True, wide_stages=2),
              replace(EAGER, kernel_activations=True, folded=True),  # cuDNN's convolutions without their biases
-             DecoderPlan(), DecoderPlan(chained=True)]  # the default, every kernel; and the middles activated as written
+             DecoderPlan(), DecoderPlan(chained=True),  # the default, every kernel; and the middles activated as written
+             DecoderPlan(tma=True), DecoderPlan(tma=True, chained=True)]  # the convolutions' tiles by descriptors
     for each, apart in [(fused, False)] + [(load_codec(str(tiny_models[1]), device="cpu", plan=p), True) for p in plans]:
         activations.clear()
         (got,) = each.decode(codes)
@@ -384,6 +422,13 @@ def test_the_fused_kernel_compiles_for_hopper_within_its_shared_memory(monkeypat
         chained = kernels.compile_for(90, dtype, residual=False, c_in=channels, c_out=channels, activate=False,
                                       out_activate=True)  # DecoderPlan.chained's first convolution
         assert chained.metadata.shared <= 227 * 1024 and "sin.approx" in chained.asm["ptx"]
+        if dtype == torch.bfloat16:  # DecoderPlan.tma: every tile by descriptors, none loaded a sample at a time
+            by_descriptors = kernels.compile_for(90, dtype, residual=True, c_in=channels, c_out=channels,
+                                                 activate=False, tma=True)
+            ptx = by_descriptors.asm["ptx"]
+            assert by_descriptors.metadata.shared <= 227 * 1024 and "wgmma.mma_async" in ptx  # samples by channels
+            assert "cp.async.bulk.tensor.3d.shared" in ptx and "cp.async.bulk.tensor.3d.global.shared" in ptx  # x; y
+            assert ptx.count("ld.global.b16") <= 16  # the bias's, a value a channel (by pointers: 144 at 27)
     for channels in (432, 27):  # the up-sampling kernel, at the first stage's width and the last's
         compiled = kernels.compile_upsample_for(90, dtype, channels)
         assert compiled.metadata.shared <= 227 * 1024 and "sin.approx" in compiled.asm["ptx"]

@@ -94,6 +94,43 @@ def test_decoding_threads_on_streams_of_their_own_match_one_thread(full_models):
             np.testing.assert_allclose(a, w, atol=1e-3)  # bf16; the same kernels, on another stream
 
 
+def test_snake_conv_by_descriptors_matches_by_pointers(monkeypatch):
+    """The convolution kernel moving its tiles by descriptors (tma, x channels-last) makes what it makes by pointers:
+    lengths not a multiple of 8, a row's channels not a multiple of the block, the residual, a sum into a tensor, the
+    next activation applied (and written channels-last), and activated apart."""
+    import torch
+
+    from renderer import codec_kernels
+
+    made = []
+    descriptors = codec_kernels._descriptors
+    monkeypatch.setattr(codec_kernels, "_descriptors", lambda *args: made.append(1) or descriptors(*args))
+    torch.manual_seed(0)
+    for channels, length, taps, dilation in ((27, 1001, 7, 3), (54, 997, 11, 5), (27, 64, 3, 1)):
+        like = torch.randn(3, channels, length, dtype=torch.bfloat16, device="cuda")
+        x = codec_kernels.to_channels_last(like)  # as an activation kernel writes it
+        residual, into = (codec_kernels.aligned_empty(3, channels, length, like) for _ in range(2))
+        residual.copy_(torch.randn(residual.shape))
+        alpha = torch.rand(channels // 2, device="cuda", dtype=torch.bfloat16) + 0.5
+        weight = torch.randn(taps, channels, channels, device="cuda", dtype=torch.bfloat16) / (channels * taps) ** 0.5
+        bias = torch.randn(channels, device="cuda", dtype=torch.bfloat16)
+        act = (alpha, alpha.reciprocal(), channels // 2, 0.1)
+        for more in ({"activated": True}, {"apart": True}, {"activated": True, "residual": residual, "scale": 1 / 3},
+                     {"activated": True, "next_act": act}):
+            got = []
+            for tma in (False, True):
+                before = len(made)
+                if "residual" in more:  # a stage's sum so far, added to
+                    into.copy_(residual)
+                y = codec_kernels.snake_conv(x, *act, weight, bias, dilation, tma=tma,
+                                             into=into if "residual" in more else None, **more)
+                got.append(y.clone())
+                assert len(made) == before + tma, more  # the descriptors' kernel ran where asked
+            want, by_descriptors = got
+            error = float((by_descriptors.float() - want.float()).norm() / want.float().norm())
+            assert error < 1e-3, (channels, length, more, error)
+
+
 def test_fused_decoder_matches_the_eager_one(full_models):
     """The residual units as Triton kernels (Codec fused; also activated apart, and with the other activations
     as kernels), against the eager decoder in float32: the same audio in float32 (cuDNN's convolutions may run
@@ -121,7 +158,8 @@ def test_fused_decoder_matches_the_eager_one(full_models):
                                       ("bf16", 30, replace(EAGER, kernel_activations=True)),
                                       ("fp32", 40, DecoderPlan()), ("bf16", 30, DecoderPlan()),  # the default
                                       ("bf16", 30, replace(DecoderPlan(), kernel_upsampling=False, folded=False)),
-                                      ("bf16", 30, DecoderPlan(chained=True))):
+                                      ("bf16", 30, DecoderPlan(chained=True)), ("bf16", 30, DecoderPlan(tma=True)),
+                                      ("bf16", 30, DecoderPlan(tma=True, chained=True))):
         fused = load_codec(path, precision=precision, plan=plan)
         assert fused.plan == plan and not fused.kernels_failed
         how = {k: v for k, v in vars(plan).items() if v != getattr(EAGER, k)}
