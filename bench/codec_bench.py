@@ -183,13 +183,14 @@ def load_case(path: str, case: str):
     kernels (kernel_activations); "up-": the up-sampling as Triton kernels (kernel_upsampling); "fold-": the biases
     and the stages' means folded into the kernels (folded); "chain-": each fused unit's middle activated as its first
     convolution writes it (chained); "tma-": the fused units' convolution kernel moving its tiles by descriptors
-    (tma)."""
+    (tma), the units of at most TMA_MOST_CHANNELS channels fused; "tmaN-": of at most N."""
     precision, how = case.split(":")
     wide = re.match(r"wide(\d*)-", how)
     fused = re.search(r"fused(\d*)(-apart)?$", how)
+    tma = re.match(r"tma(\d*)-", how)
     plan = DecoderPlan(wide_stages=int(wide[1]) if wide and wide[1] else 0, kernel_activations="act-" in how,
                        kernel_upsampling="up-" in how, folded="fold-" in how, chained="chain-" in how,
-                       tma="tma-" in how,
+                       tma=bool(tma), tma_channels=int(tma[1]) if tma and tma[1] else codec_module.TMA_MOST_CHANNELS,
                        fused=bool(fused), fused_apart=bool(fused and fused[2]),
                        fused_channels=int(fused[1]) if fused and fused[1] else codec_module.FUSED_MOST_CHANNELS)
     codec = load_codec(path, precision=precision, tune_convs=how.endswith("tuned"), compile=how.endswith("compiled"),

@@ -45,6 +45,9 @@ BATCH_COST_FRAMES = 360
 # apart, the kernel ran 2.40x as fast as cuDNN's unit at 27 channels, 1.79x at 54, and 1.04x at 108, where the
 # activation kernel then cuDNN ran 1.53x: wider units take that way.
 FUSED_MOST_CHANNELS = 64
+# The same where the convolution kernel moves its tiles by descriptors (`DecoderPlan.tma`): the 108-channel stage too,
+# whose units so ran 1.69x as fast as the activation kernel and cuDNN (bench/snake_conv_bench.py, fourteenth session)
+TMA_MOST_CHANNELS = 128
 
 
 class CodecError(RendererError):
@@ -87,8 +90,9 @@ class DecoderPlan:
     chained: bool = False
     # the fused units' convolution kernel moving its tiles by the GPU's tensor memory accelerator (Hopper on), not by
     # pointers, whose loads at a tap's shift Triton makes a sample at a time (`codec_kernels.snake_conv`'s tma). Off
-    # until measured on a GPU.
+    # until measured on a GPU. tma_channels: with tma, the units of at most this many channels are fused
     tma: bool = False
+    tma_channels: int = TMA_MOST_CHANNELS
 
     @property
     def kernels(self) -> bool:
@@ -245,7 +249,7 @@ def _plain_decoder(nemo_decoder, channels_last: bool = False, plan: DecoderPlan 
             self.act_skip, self.conv_skip = Activation(nemo.skip_activation), Conv(nemo.skip_conv)
 
         def fuses(self, x) -> bool:
-            return fused and x.shape[1] <= plan.fused_channels and x.dim() == 3
+            return fused and x.shape[1] <= (plan.tma_channels if plan.tma else plan.fused_channels) and x.dim() == 3
 
         def folds(self, x) -> bool:
             """Whether this unit takes a stage's mean in its last kernel (`forward`'s scale and into)."""

@@ -36,6 +36,10 @@ MOST_BLOCK_C = 64  # channels a program takes in (and makes) at once; more are l
 # eager activation: 1.77x at 27 channels (1.48x at 128 samples and 4 warps), 1.12x at 54 (0.39x). At 108
 # channels no tile came near eager (0.57x at best): the decoder fuses only up to FUSED_MOST_CHANNELS.
 BF16_TILES = {32: (256, 4), 64: (128, 8)}
+# The same by descriptors (`snake_conv`'s tma), by the output channels in whole blocks: the fastest of
+# bench/snake_conv_bench.py's sweep on an H200 (fourteenth session), 16 x 150 frames, 7 taps, activated apart: 0.57 ms
+# at 27 channels, 0.74 at 54, 0.80 at 108, against 0.96, 1.46 and 1.35 (the activation kernel, then cuDNN) before
+TMA_TILES = {32: (256, 4), 64: (128, 8), 128: (256, 8)}
 # A program of the activation (or residual add) kernel: samples, channels (at most), warps. The fastest of
 # bench/snake_conv_bench.py's sweep on an H200 (thirteenth session), 16 x 150 frames: at 27 to 108 channels 1.2-1.3x
 # as fast as 256 x 32 on 4 warps (149 registers a thread, cuobjdump; this tile 58), 2,100 GB/s at 54 channels
@@ -247,11 +251,16 @@ def _block(channels: int) -> int:
 
 
 def _variant(dtype: torch.dtype, residual: bool, c_in: int, c_out: int, on_gpu: bool, activate: bool = True,
-             accumulate: bool = False, out_activate: bool = False) -> tuple[dict, dict]:
+             accumulate: bool = False, out_activate: bool = False, tma: bool = False) -> tuple[dict, dict]:
     """The kernel's compile-time arguments for one use, and its launch options. float32 runs unpipelined:
     pipelined, its 64-channel tiles would need up to 560 KB of shared memory (an H100 has 227 KB)."""
     full = dtype == torch.float32
-    samples, warps = (BLOCK_T, 4) if full else BF16_TILES.get(_block(c_out), (BLOCK_T, 4))
+    if full:
+        samples, warps = BLOCK_T, 4
+    elif tma:
+        samples, warps = TMA_TILES.get(_padded(c_out, c_out)[0], (256, 8))
+    else:
+        samples, warps = BF16_TILES.get(_block(c_out), (BLOCK_T, 4))
     constants = {"HAS_RESIDUAL": residual, "ACCUMULATE": accumulate, "IEEE": full, "FAST_SIN": on_gpu,
                  "ACTIVATE": activate, "OUT_ACTIVATE": out_activate, "BLOCK_T": samples, "BLOCK_CI": _block(c_in),
                  "BLOCK_CO": _block(c_out)}
@@ -264,7 +273,7 @@ def compile_for(capability: int, dtype: torch.dtype, residual: bool, c_in: int, 
     would launch it, without a GPU (Triton's own ptxas): for the tests, its compiled form and needs. tma: its
     tiles moved by descriptors (x activated, channels-last; y so too with out_activate)."""
     constants, options = _variant(dtype, residual, c_in, c_out, on_gpu=True, activate=activate,
-                                  out_activate=out_activate)
+                                  out_activate=out_activate, tma=tma)
     constants.update(TMA=tma, OUT_CHANNELS_LAST=tma and out_activate)
     kind = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
     ci, co, t = constants["BLOCK_CI"], constants["BLOCK_CO"], constants["BLOCK_T"]
@@ -340,7 +349,7 @@ def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tenso
         out_alpha = out_inverse = bias
     res = residual if residual is not None else y
     constants, options = _variant(x.dtype, residual is not None, c_in, c_out, x.is_cuda, activate=per_tap,
-                                  accumulate=into is not None, out_activate=next_act is not None)
+                                  accumulate=into is not None, out_activate=next_act is not None, tma=tma)
     constants.update(TMA=tma, OUT_CHANNELS_LAST=out_channels_last)
     for key, value in (tiles or {}).items():
         (options if key in options else constants)[key] = value

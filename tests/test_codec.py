@@ -324,7 +324,8 @@ def test_the_upsampling_kernel_is_activation_and_grouped_transposed_convolution(
         interpreted_kernels.upsample(x, None, None, 0, 0.01, torch.randn(4, 2, 14), torch.randn(4), 7, 0, 7)
 
 
-def test_the_convolution_by_descriptors_is_the_convolution_by_pointers(interpreted_kernels, monkeypatch):
+@pytest.mark.parametrize(("c_in", "c_out"), [(20, 24), (70, 66)])  # one channel block; two (the 108-channel stage's)
+def test_the_convolution_by_descriptors_is_the_convolution_by_pointers(interpreted_kernels, monkeypatch, c_in, c_out):
     """snake_conv(tma=True) under the interpreter, which runs descriptors too: activated apart into channels-last, the
     residual and a sum into a tensor by descriptors; the next activation applied and written channels-last, then
     convolved from there (DecoderPlan.tma with chained)."""
@@ -332,16 +333,16 @@ def test_the_convolution_by_descriptors_is_the_convolution_by_pointers(interpret
     made = []
     descriptors = interpreted_kernels._descriptors
     monkeypatch.setattr(interpreted_kernels, "_descriptors", lambda *args: made.append(1) or descriptors(*args))
-    x, residual = torch.randn(2, 20, 300), torch.randn(2, 24, 300)
-    alpha, inverse = torch.rand(24) + 0.5, torch.rand(24) + 0.5
-    first, second = torch.randn(3, 24, 20), torch.randn(5, 24, 24)
-    bias, bias2 = torch.randn(24), torch.randn(24)
-    into = torch.randn(2, 24, 300)
+    x, residual = torch.randn(2, c_in, 300), torch.randn(2, c_out, 300)
+    alpha, inverse = torch.rand(c_out) + 0.5, torch.rand(c_out) + 0.5
+    first, second = torch.randn(3, c_out, c_in) / c_in, torch.randn(5, c_out, c_out) / c_out
+    bias, bias2 = torch.randn(c_out), torch.randn(c_out)
+    into = torch.randn(2, c_out, 300)
     made_by = {}  # by pointers, then by descriptors: (middle, out)
     for tma in (False, True):
         total = into.clone()
-        middle = interpreted_kernels.snake_conv(x, alpha[:20], inverse[:20], 10, 0.1, first, bias, 3, apart=True,
-                                                tma=tma, next_act=(alpha, inverse, 12, 0.2))
+        middle = interpreted_kernels.snake_conv(x, alpha[:c_in], inverse[:c_in], c_in // 2, 0.1, first, bias, 3,
+                                                apart=True, tma=tma, next_act=(alpha, inverse, c_out // 2, 0.2))
         assert interpreted_kernels.is_channels_last(middle) == tma
         out = interpreted_kernels.snake_conv(middle, None, None, 0, 0.1, second, bias2, 2, residual, activated=True,
                                              tma=tma, into=total, scale=1 / 3)
@@ -429,6 +430,9 @@ def test_the_fused_kernel_compiles_for_hopper_within_its_shared_memory(monkeypat
             assert by_descriptors.metadata.shared <= 227 * 1024 and "wgmma.mma_async" in ptx  # samples by channels
             assert "cp.async.bulk.tensor.3d.shared" in ptx and "cp.async.bulk.tensor.3d.global.shared" in ptx  # x; y
             assert ptx.count("ld.global.b16") <= 16  # the bias's, a value a channel (by pointers: 144 at 27)
+    if dtype == torch.bfloat16:  # the 108-channel stage, fused only by descriptors: two channel blocks, 256 x 8 warps
+        wide = kernels.compile_for(90, dtype, residual=True, c_in=108, c_out=108, activate=False, tma=True)
+        assert wide.metadata.shared <= 227 * 1024 and "wgmma.mma_async" in wide.asm["ptx"]
     for channels in (432, 27):  # the up-sampling kernel, at the first stage's width and the last's
         compiled = kernels.compile_upsample_for(90, dtype, channels)
         assert compiled.metadata.shared <= 227 * 1024 and "sin.approx" in compiled.asm["ptx"]

@@ -106,7 +106,7 @@ def test_snake_conv_by_descriptors_matches_by_pointers(monkeypatch):
     descriptors = codec_kernels._descriptors
     monkeypatch.setattr(codec_kernels, "_descriptors", lambda *args: made.append(1) or descriptors(*args))
     torch.manual_seed(0)
-    for channels, length, taps, dilation in ((27, 1001, 7, 3), (54, 997, 11, 5), (27, 64, 3, 1)):
+    for channels, length, taps, dilation in ((27, 1001, 7, 3), (54, 997, 11, 5), (27, 64, 3, 1), (108, 700, 7, 3)):
         like = torch.randn(3, channels, length, dtype=torch.bfloat16, device="cuda")
         x = codec_kernels.to_channels_last(like)  # as an activation kernel writes it
         residual, into = (codec_kernels.aligned_empty(3, channels, length, like) for _ in range(2))
