@@ -57,11 +57,12 @@ class CodecError(RendererError):
 @dataclass(frozen=True)
 class DecoderPlan:
     """How `_plain_decoder` runs its layers, beyond channels_last. The default is the fastest measured (bench/README.md,
-    "Twelfth" and "Thirteenth session"): on an H200, bf16, 64 twelve-second takes a batch decoded at 2,181x against
-    1,013x with none of them (`EAGER`); the 10-hour book rendered at 526x (the twelfth's kernels) and 477x (these),
-    against 508x and 512x eager, its speed the engines'. The Triton kernels (renderer/codec_kernels.py)
-    run only on a GPU, in a decoder neither compiled nor wholly channels-last; `Codec` turns them off elsewhere, and
-    where they fail to compile."""
+    "Twelfth" to "Fourteenth session"): on an H200, bf16, 64 twelve-second takes a batch decoded at 3,534x against
+    1,013x with none of them (`EAGER`) and 2,141x without descriptors (tma) and chained; the 10-hour book rendered at
+    538x and 603x with descriptors (chained, and not), its speed the engines'. The Triton kernels
+    (renderer/codec_kernels.py) run only on a GPU, in a decoder neither compiled nor wholly channels-last; `Codec`
+    turns them off elsewhere, descriptors off on a GPU without them (before Hopper), and either where they fail to
+    compile."""
 
     # the first convolution and this many up-sampling stages channels-last (their layers wide, their samples
     # few), the rest as 1-D convolutions on plain tensors. Off: one stage so ran its 64-row batches faster (1,776x
@@ -86,12 +87,14 @@ class DecoderPlan:
     # by each chain's last kernel as it writes, not by three passes after: 1,738x against 1,683x (thirteenth session)
     folded: bool = True
     # each fused unit's inner activation applied by its first convolution kernel before it writes (the kernel's
-    # epilogue), not by a kernel of its own: one pass over the unit's middle fewer. Off until measured on a GPU.
-    chained: bool = False
-    # the fused units' convolution kernel moving its tiles by the GPU's tensor memory accelerator (Hopper on), not by
-    # pointers, whose loads at a tap's shift Triton makes a sample at a time (`codec_kernels.snake_conv`'s tma). Off
-    # until measured on a GPU. tma_channels: with tma, the units of at most this many channels are fused
-    tma: bool = False
+    # epilogue), not by a kernel of its own: one pass over the unit's middle fewer. 64 x 150 frames at 2,231x and
+    # 2,275x against 2,104x and 2,141x; with tma, 3,097x and 3,185x against 2,932x and 2,988x (fourteenth session)
+    chained: bool = True
+    # the fused units' convolution kernel moving its tiles by the GPU's tensor memory accelerator (Hopper on), from
+    # the activation written channels-last, not by pointers, whose loads at a tap's shift Triton makes a sample at a
+    # time (`codec_kernels.snake_conv`'s tma): the kernel 2.0x (27 channels) to 2.4x (54) as fast, and the units of
+    # at most tma_channels channels fused, the 108-channel stage's too: 64 x 150 frames at 3,534x (fourteenth session)
+    tma: bool = True
     tma_channels: int = TMA_MOST_CHANNELS
 
     @property
@@ -402,6 +405,8 @@ class Codec:
             )
         if plan.kernels and (compile or channels_last or not _kernels_usable(device)):
             plan = plan.torch_only()
+        if plan.tma and device.startswith("cuda") and torch.cuda.get_device_capability(device)[0] < 9:
+            plan = replace(plan, tma=False)  # no tensor memory accelerator before Hopper
         self.kernels_failed = ""  # why the plan's kernels could not run here, when they could not
         self._lay_out(plan, channels_last)
         self.least_rows = 1
@@ -423,13 +428,24 @@ class Codec:
 
     def _warm_kernels(self, channels_last: bool) -> None:
         """Decode once, so that Triton compiles the plan's kernels; where they fail (a card with less shared memory
-        than their tiles need), say why in `kernels_failed` and decode without them."""
-        try:
-            self.decode([np.zeros((NUM_CODEBOOKS, PAD_FRAMES), np.int64)])
-        except Exception as err:  # noqa: BLE001 - Triton's compile and resource errors have no common base
-            self.kernels_failed = (f"the codec's Triton kernels could not run on {self.device}, so it decodes "
-                                   f"without them: {first_line(err)}")
-            self._lay_out(self.plan.torch_only(), channels_last)
+        than their tiles need), say why in `kernels_failed` and decode without descriptors (tma, whose tiles need the
+        most), or else without any kernel."""
+        said = []
+        while True:
+            try:
+                self.decode([np.zeros((NUM_CODEBOOKS, PAD_FRAMES), np.int64)])
+                break
+            except Exception as err:  # noqa: BLE001 - Triton's compile and resource errors have no common base
+                if self.plan.tma:
+                    said.append(f"the codec's descriptor kernels could not run on {self.device}, so it decodes by "
+                                f"pointers: {first_line(err)}")
+                    self._lay_out(replace(self.plan, tma=False), channels_last)
+                    continue
+                said.append(f"the codec's Triton kernels could not run on {self.device}, so it decodes without them: "
+                            f"{first_line(err)}")
+                self._lay_out(self.plan.torch_only(), channels_last)
+                break
+        self.kernels_failed = "; ".join(said)
 
     def decode(self, codes: list[np.ndarray]) -> list[np.ndarray]:
         """Decode takes in batches of like length (`batches_by_frames`).

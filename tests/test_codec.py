@@ -384,7 +384,13 @@ def test_a_codec_whose_kernels_fail_decodes_without_them(tiny_models, codec, int
     def fails(*args, **kwargs):
         raise RuntimeError("out of resource: shared memory, Required: 262144, Hardware limit: 101376\nmore")
 
-    monkeypatch.setattr(interpreted_kernels, "activate", fails)
+    monkeypatch.setattr(interpreted_kernels, "_descriptors", fails)  # the descriptors' tiles alone: by pointers
+    loaded = load_codec(str(tiny_models[1]), device="cpu", plan=DecoderPlan())
+    assert loaded.plan.tma
+    loaded._warm_kernels(channels_last=False)
+    assert loaded.plan == replace(DecoderPlan(), tma=False)
+    assert loaded.kernels_failed.startswith("the codec's descriptor kernels could not run on cpu, so it decodes by")
+    monkeypatch.setattr(interpreted_kernels, "activate", fails)  # every kernel: without them
     loaded = load_codec(str(tiny_models[1]), device="cpu", plan=DecoderPlan())
     assert loaded.plan.kernels
     loaded._warm_kernels(channels_last=False)
