@@ -53,10 +53,10 @@ bench:
     python bench/speech_bench.py --model /tmp/models/kani --case "vLLM's sampler, 1 engine, sync" --sampler vllm --no-async --replicas 1
     python bench/codec_bench.py --codec /tmp/models/codec.nemo
     python bench/codec_bench.py --codec /tmp/models/codec.nemo --new-shapes --cases bf16:eager,bf16:tuned,bf16:compiled
-    python bench/codec_bench.py --codec /tmp/models/codec.nemo --mixed 1000 --threads 2 --cases bf16:eager,bf16:wide-compiled,bf16:act-fused-apart,bf16:fold-up-act-fused-apart
-    python bench/codec_bench.py --codec /tmp/models/codec.nemo --batches 16,64 --cases bf16:eager,bf16:fused-apart,bf16:act-fused-apart,bf16:fold-act-fused-apart,bf16:fold-up-act-fused-apart,bf16:chain-fold-up-act-fused-apart
-    python bench/mix_profile.py --codec /tmp/models/codec.nemo --cases bf16:eager,bf16:fold-up-act-fused-apart
-    python bench/snake_conv_bench.py --what units,upsampling,activation
+    python bench/codec_bench.py --codec /tmp/models/codec.nemo --mixed 1000 --threads 2 --cases bf16:eager,bf16:wide-compiled,bf16:fold-up-act-fused-apart,bf16:tma-chain-fold-up-act-fused-apart
+    python bench/codec_bench.py --codec /tmp/models/codec.nemo --batches 16,64 --cases bf16:eager,bf16:fused-apart,bf16:act-fused-apart,bf16:fold-act-fused-apart,bf16:fold-up-act-fused-apart,bf16:chain-fold-up-act-fused-apart,bf16:tma64-chain-fold-up-act-fused-apart,bf16:tma-chain-fold-up-act-fused-apart
+    python bench/mix_profile.py --codec /tmp/models/codec.nemo --cases bf16:eager,bf16:tma-chain-fold-up-act-fused-apart
+    python bench/snake_conv_bench.py --what units,upsampling,activation --apart fused,apart,tma,conv,conv-tma
     python bench/codec_bench.py --codec /tmp/models/codec.nemo --profile
     python bench/render_bench.py --models /tmp/models --repeat 30
     python bench/render_bench.py --models /tmp/models --repeat 30 --replicas 1 --case "1 engine"

@@ -61,8 +61,8 @@ class DecoderPlan:
     1,013x with none of them (`EAGER`) and 2,141x without descriptors (tma) and chained; the 10-hour book rendered at
     538x and 603x with descriptors (chained, and not), its speed the engines'. The Triton kernels
     (renderer/codec_kernels.py) run only on a GPU, in a decoder neither compiled nor wholly channels-last; `Codec`
-    turns them off elsewhere, descriptors off on a GPU without them (before Hopper), and either where they fail to
-    compile."""
+    turns them off elsewhere, descriptors off on a GPU without them (before Hopper) and in float32 (not measured so),
+    and either where they fail to compile."""
 
     # the first convolution and this many up-sampling stages channels-last (their layers wide, their samples
     # few), the rest as 1-D convolutions on plain tensors. Off: one stage so ran its 64-row batches faster (1,776x
@@ -405,8 +405,9 @@ class Codec:
             )
         if plan.kernels and (compile or channels_last or not _kernels_usable(device)):
             plan = plan.torch_only()
-        if plan.tma and device.startswith("cuda") and torch.cuda.get_device_capability(device)[0] < 9:
-            plan = replace(plan, tma=False)  # no tensor memory accelerator before Hopper
+        if plan.tma and device.startswith("cuda") and (torch.cuda.get_device_capability(device)[0] < 9 or
+                                                       next(model.parameters()).dtype == torch.float32):
+            plan = replace(plan, tma=False)  # no tensor memory accelerator before Hopper; float32 not measured so
         self.kernels_failed = ""  # why the plan's kernels could not run here, when they could not
         self._lay_out(plan, channels_last)
         self.least_rows = 1

@@ -16,6 +16,13 @@ to 1.62x at every width, 108 channels included, where the convolution kernel onl
 cuDNN's 21.1 at 16 x 150 frames), and `add_residual` a unit's end where cuDNN convolved without the bias
 (`DecoderPlan.folded`), "Thirteenth session".
 
+By pointers, Triton loads a tap's window one sample at a time (it cannot prove a shifted pointer aligned).
+`snake_conv(tma=True)` (`DecoderPlan.tma`, on Hopper and later) moves every tile by the GPU's tensor memory
+accelerator instead, from the activation written channels-last (`activate(channels_last=True)`): a descriptor's
+window must start 16-byte aligned along its innermost dimension (bench/tma_probe.py), and a tap's shift is then along
+the outer one. The kernel ran 2.0x (27 channels) to 2.9x (108) as fast, and the decoder 3,534x against 2,141x
+("Fourteenth session").
+
 On the CPU it runs only under Triton's interpreter (TRITON_INTERPRET=1, set before this module is
 imported), which the tests use, in float32.
 """
@@ -151,8 +158,9 @@ def _upsample_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr, y
 
 # Lengths and strides change with every batch: not specialized on (Triton would compile again for each new
 # divisibility by 16, possibly on a second decoding thread). Nor are the taps and the dilation: as constants
-# they made 24 variants a precision, 1.5-5 s of compiling each on an H200 (eleventh session); now a decoder has
-# 4 (residual or not, 32- or 64-channel blocks), its taps a loop at run time (all its measurements are of this).
+# they made 24 variants a precision, 1.5-5 s of compiling each on an H200 (eleventh session); now its taps are a loop
+# at run time (all its measurements are of this), and a decoder has a variant for each channel block (32, 64, 128)
+# and half of a unit (the first, its middle activated; the second, its residual and stage's sum).
 @triton.jit(do_not_specialize=["x_batch", "x_chan", "res_batch", "res_chan", "y_batch", "y_chan", "c_in", "c_out",
                                "length", "snake", "taps", "dilation", "out_snake", "w_rows", "w_cols"])
 def _snake_conv_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr, res_ptr, res_batch, res_chan,
@@ -164,8 +172,8 @@ def _snake_conv_kernel(x_ptr, x_batch, x_chan, alpha_ptr, inv_ptr, w_ptr, b_ptr,
                        BLOCK_CO: tl.constexpr):
     """y = scale (conv(act(x)) + bias (+ residual)) (+ y, ACCUMULATE), its tiles channels by samples; OUT_ACTIVATE:
     y = out_act(conv(act(x)) + bias), the next convolution's activation applied before writing. (Tiled
-    samples by channels instead, so that Hopper's warp-group MMA ran at 32 channels too, it was no faster at any
-    tile on an H200: bench/README.md, "Thirteenth session".) TMA (x activated already, channels-last): every tile
+    samples by channels instead, by pointers, it was no faster at any tile on an H200: bench/README.md, "Thirteenth
+    session".) TMA (x activated already, channels-last): every tile
     moved by the GPU's tensor memory accelerator through the descriptors (`snake_conv`'s `_descriptors`) instead of
     the pointers, whose loads at a tap's shift Triton cannot prove aligned and so makes one sample at a time; the
     product then samples by channels. OUT_CHANNELS_LAST (with TMA): y written channels-last, as TMA takes x."""
@@ -429,10 +437,10 @@ def _capability(device: int) -> int:
 
 
 def _tma_usable(x: torch.Tensor) -> bool:
-    """Whether `snake_conv` can move x's tiles by descriptors: on a GPU of compute capability 9 or more, or under
-    Triton's interpreter (the tests)."""
+    """Whether `snake_conv` can move x's tiles by descriptors: in 16 bits on a GPU of compute capability 9 or more
+    (as measured; float32 only under the interpreter), or under Triton's interpreter (the tests)."""
     if x.is_cuda:
-        return _capability(x.device.index or 0) >= 9
+        return x.element_size() == 2 and _capability(x.device.index or 0) >= 9
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
@@ -460,10 +468,10 @@ def _descriptors(x: torch.Tensor, weight: torch.Tensor, residual: torch.Tensor |
 
 def activate(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor | None, snake: int,
              slope: float, pad: int = 0, bias: torch.Tensor | None = None, tiles: dict | None = None,
-             aligned: bool = False, channels_last: bool = False) -> torch.Tensor:
+             channels_last: bool = False) -> torch.Tensor:
     """act(x) as `snake_conv` applies it, as one kernel: x (batch, channels, samples), its samples contiguous;
-    the result contiguous (`aligned`: as `aligned_empty` lays it out; channels_last: as `channels_last_empty`), x's
-    dtype, after `pad` zeros (a causal convolution's left padding, written in the same pass: no copy by F.pad).
+    the result contiguous (channels_last: as `channels_last_empty` lays it out), x's dtype, after `pad` zeros (a
+    causal convolution's left padding, written in the same pass: no copy by F.pad).
     bias: (channels,), added to x first (a convolution's, left out of it). tiles: BLOCK_T, BLOCK_C, num_warps in
     place of ELEMENTWISE_TILE's (CHANNELS_LAST_TILE's)."""
     rows, channels, length = x.shape
@@ -471,8 +479,6 @@ def activate(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor 
         x = x.contiguous()
     if channels_last:
         y = channels_last_empty(rows, channels, pad + length, x)
-    elif aligned:
-        y = aligned_empty(rows, channels, pad + length, x)
     else:
         y = torch.empty((rows, channels, pad + length), dtype=x.dtype, device=x.device)
     if alpha is None:  # leaky ReLU only: any tensor stands in, none of it is read
@@ -511,8 +517,9 @@ def upsample(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor 
     """conv_transpose1d(act(x), weight, bias, stride, groups=out channels)[..., left : -right], act as `activate`'s,
     as one kernel: NeMo's up-sampling layer, each output channel made from a group of in / out input channels.
     x: (batch, in, samples), its samples contiguous; weight (in, 1, taps); the result (batch, out, (samples - 1)
-    stride + taps - left - right), x's dtype, its channels `aligned` (the residual units' input). cuDNN's grouped transposed convolution took 16% of the
-    decoder's time on the book's mix (bench/README.md, "Twelfth session"); this is a gather, bound by memory.
+    stride + taps - left - right), x's dtype, its channels `aligned` (the residual units' input). cuDNN's grouped
+    transposed convolution took 16% of the decoder's time on the book's mix (bench/README.md, "Twelfth session"); this
+    is a gather, bound by memory.
     tiles: BLOCK_T (input samples a program takes), BLOCK_C, num_warps, in place of UPSAMPLE_TILE's."""
     rows, c_in, length = x.shape
     c_out, taps = bias.shape[0], weight.shape[2]
@@ -527,7 +534,8 @@ def upsample(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tensor 
         alpha = inverse = bias
     tile = _tile(UPSAMPLE_TILE, c_out, tiles)
     grid = (triton.cdiv(triton.cdiv(out_len + left, stride), tile["BLOCK_T"]), rows, triton.cdiv(c_out, tile["BLOCK_C"]))
-    _upsample_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, weight, bias, y, y.stride(0), y.stride(1), c_out,
-                           length, out_len, snake, float(slope), left, FAST_SIN=x.is_cuda, STRIDE=stride, TAPS=taps, IN_PER=c_in // c_out,
-                           BLOCK_J=tile["BLOCK_T"], BLOCK_C=tile["BLOCK_C"], num_warps=tile["num_warps"])
+    _upsample_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, weight, bias, y, y.stride(0), y.stride(1),
+                           c_out, length, out_len, snake, float(slope), left, FAST_SIN=x.is_cuda, STRIDE=stride,
+                           TAPS=taps, IN_PER=c_in // c_out, BLOCK_J=tile["BLOCK_T"], BLOCK_C=tile["BLOCK_C"],
+                           num_warps=tile["num_warps"])
     return y

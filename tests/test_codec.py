@@ -255,8 +255,8 @@ def test_the_fused_kernel_is_activation_convolution_bias_and_residual(interprete
         if apart:
             activated_apart = interpreted_kernels.activate(x, alpha, inverse, snake, 0.1)
             assert activated_apart.is_contiguous() and torch.allclose(activated_apart, act, atol=1e-5, rtol=1e-5)
-            spaced = interpreted_kernels.activate(x, alpha, inverse, snake, 0.1, aligned=True)
-            assert spaced.stride() == (20 * 304, 304, 1) and torch.equal(spaced, activated_apart)
+            across = interpreted_kernels.activate(x, alpha, inverse, snake, 0.1, channels_last=True)
+            assert across.stride() == (300 * 32, 1, 32) and torch.equal(across, activated_apart)  # 20 channels in 32
             padded = interpreted_kernels.activate(x, alpha, inverse, snake, 0.1, pad=6)  # a convolution's padding too
             assert torch.allclose(padded, F.pad(act, (6, 0)), atol=1e-5, rtol=1e-5)
     unadded = interpreted_kernels.snake_conv(x, None, None, 0, 0.1, weight.permute(2, 0, 1).contiguous(), bias, 3)

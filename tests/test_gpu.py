@@ -161,7 +161,9 @@ def test_fused_decoder_matches_the_eager_one(full_models):
                                       ("bf16", 30, DecoderPlan(chained=True)), ("bf16", 30, DecoderPlan(tma=True)),
                                       ("bf16", 30, DecoderPlan(tma=True, chained=True))):
         fused = load_codec(path, precision=precision, plan=plan)
-        assert fused.plan == plan and not fused.kernels_failed
+        # float32 by pointers: descriptors are measured in 16 bits only
+        assert fused.plan == (replace(plan, tma=False) if precision == "fp32" else plan)
+        assert not fused.kernels_failed
         how = {k: v for k, v in vars(plan).items() if v != getattr(EAGER, k)}
         got = fused.decode(codes)
         assert [g.shape for g in got] == [w.shape for w in want]
