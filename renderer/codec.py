@@ -92,7 +92,7 @@ class DecoderPlan:
     chained: bool = True
     # the fused units' convolution kernel moving its tiles by the GPU's tensor memory accelerator (Hopper on), from
     # the activation written channels-last, not by pointers, whose loads at a tap's shift Triton makes a sample at a
-    # time (`codec_kernels.snake_conv`'s tma): the kernel 2.0x (27 channels) to 2.4x (54) as fast, and the units of
+    # time (`codec_kernels.snake_conv`'s tma): the kernel 2.0x (27 channels) to 2.9x (108) as fast, and the units of
     # at most tma_channels channels fused, the 108-channel stage's too: 64 x 150 frames at 3,534x (fourteenth session)
     tma: bool = True
     tma_channels: int = TMA_MOST_CHANNELS
