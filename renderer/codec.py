@@ -405,9 +405,11 @@ class Codec:
             )
         if plan.kernels and (compile or channels_last or not _kernels_usable(device)):
             plan = plan.torch_only()
-        if plan.tma and device.startswith("cuda") and (torch.cuda.get_device_capability(device)[0] < 9 or
-                                                       next(model.parameters()).dtype == torch.float32):
-            plan = replace(plan, tma=False)  # no tensor memory accelerator before Hopper; float32 not measured so
+        if plan.fused and plan.tma:  # no tensor memory accelerator before Hopper; float32 not measured so
+            from renderer.codec_kernels import descriptors_usable
+
+            if not descriptors_usable(torch.device(device), next(model.parameters()).dtype):
+                plan = replace(plan, tma=False)
         self.kernels_failed = ""  # why the plan's kernels could not run here, when they could not
         self._lay_out(plan, channels_last)
         self.least_rows = 1

@@ -266,7 +266,7 @@ def _variant(dtype: torch.dtype, residual: bool, c_in: int, c_out: int, on_gpu: 
     if full:
         samples, warps = BLOCK_T, 4
     elif tma:
-        samples, warps = TMA_TILES.get(_padded(c_out, c_out)[0], (256, 8))
+        samples, warps = TMA_TILES.get(_across(c_out), (256, 8))
     else:
         samples, warps = BF16_TILES.get(_block(c_out), (BLOCK_T, 4))
     constants = {"HAS_RESIDUAL": residual, "ACCUMULATE": accumulate, "IEEE": full, "FAST_SIN": on_gpu,
@@ -337,7 +337,7 @@ def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tenso
     rows, c_in, length = x.shape
     c_out, taps = bias.shape[0], weight.shape[0]
     per_tap = not (apart or activated)
-    tma = tma and not per_tap and _tma_usable(x)
+    tma = tma and not per_tap and descriptors_usable(x.device, x.dtype)
     if apart and not activated:
         x, alpha, snake = activate(x, alpha, inverse, snake, slope, channels_last=tma), None, 0
     tma = tma and is_channels_last(x) and (residual is None or aligned(residual)) and (into is None or aligned(into))
@@ -363,7 +363,7 @@ def snake_conv(x: torch.Tensor, alpha: torch.Tensor | None, inverse: torch.Tenso
         (options if key in options else constants)[key] = value
     descriptors = (None,) * 4
     if tma:
-        weight = weight if weight.shape[1:] == _padded(c_out, c_in) else padded_taps(weight)
+        weight = weight if weight.shape[1:] == (_across(c_out), _across(c_in)) else padded_taps(weight)
         descriptors = _descriptors(x, weight, residual, y, constants)
     grid = (triton.cdiv(length, constants["BLOCK_T"]), rows, triton.cdiv(c_out, constants["BLOCK_CO"]))
     _snake_conv_kernel[grid](x, x.stride(0), x.stride(1), alpha, inverse, weight, bias, res, res.stride(0),
@@ -392,41 +392,40 @@ def aligned(x: torch.Tensor) -> bool:
             and x.data_ptr() % 16 == 0)
 
 
-def _padded(c_out: int, c_in: int) -> tuple[int, int]:
-    """A weight's (out, in) padded to whole channel blocks of the kernel's."""
-    return triton.cdiv(c_out, _block(c_out)) * _block(c_out), triton.cdiv(c_in, _block(c_in)) * _block(c_in)
+def _across(channels: int) -> int:
+    """Channels padded to whole blocks of the kernel's (`_block`)."""
+    return triton.cdiv(channels, _block(channels)) * _block(channels)
 
 
 def padded_taps(weight: torch.Tensor) -> torch.Tensor:
-    """A (taps, out, in) weight with zeros to whole channel blocks (`_padded`), as `snake_conv`'s descriptors read
+    """A (taps, out, in) weight with zeros to whole channel blocks (`_across`), as `snake_conv`'s descriptors read
     it (the pointers read it too): made once for a layer, where snake_conv would pad it at every call."""
     taps, c_out, c_in = weight.shape
-    out = weight.new_zeros((taps, *_padded(c_out, c_in)))
+    out = weight.new_zeros((taps, _across(c_out), _across(c_in)))
     out[:, :c_out, :c_in] = weight
     return out
 
 
-def channels_last_empty(rows: int, channels: int, length: int, like: torch.Tensor) -> torch.Tensor:
+def channels_last_empty(rows: int, channels: int, length: int, like: torch.Tensor, make=torch.empty) -> torch.Tensor:
     """An empty (rows, channels, length) tensor of `like`'s dtype and device held channels-last: the transposed view
-    of (rows, length, channels in whole blocks of the kernel's, `_padded`), as `snake_conv`'s descriptors take x."""
-    across = _padded(channels, channels)[0]
-    return torch.empty((rows, length, across), dtype=like.dtype, device=like.device).transpose(1, 2)[:, :channels]
+    of (rows, length, channels in whole blocks of the kernel's, `_across`), as `snake_conv`'s descriptors take x.
+    make: torch.zeros for its padding channels zeros."""
+    buffer = make((rows, length, _across(channels)), dtype=like.dtype, device=like.device)
+    return buffer.transpose(1, 2)[:, :channels]
 
 
 def to_channels_last(x: torch.Tensor) -> torch.Tensor:
     """A copy of x (rows, channels, samples) laid out as `channels_last_empty` lays it out, its padding channels zeros
     (as the kernels write them: the padded weights' zero columns times anything else but a NaN are zeros)."""
-    rows, channels, length = x.shape
-    across = _padded(channels, channels)[0]
-    out = torch.zeros((rows, length, across), dtype=x.dtype, device=x.device)
-    out[..., :channels] = x.transpose(1, 2)
-    return out.transpose(1, 2)[:, :channels]
+    out = channels_last_empty(*x.shape, x, make=torch.zeros)
+    out.copy_(x)
+    return out
 
 
 def is_channels_last(x: torch.Tensor) -> bool:
     """Whether x is laid out as `channels_last_empty` lays it out."""
     _, channels, length = x.shape
-    across = _padded(channels, channels)[0]
+    across = _across(channels)
     return (x.stride(1) == 1 and x.stride(2) == across and x.stride(0) == length * across
             and (across * x.element_size()) % 16 == 0 and x.data_ptr() % 16 == 0)
 
@@ -436,11 +435,12 @@ def _capability(device: int) -> int:
     return torch.cuda.get_device_capability(device)[0]
 
 
-def _tma_usable(x: torch.Tensor) -> bool:
-    """Whether `snake_conv` can move x's tiles by descriptors: in 16 bits on a GPU of compute capability 9 or more
-    (as measured; float32 only under the interpreter), or under Triton's interpreter (the tests)."""
-    if x.is_cuda:
-        return x.element_size() == 2 and _capability(x.device.index or 0) >= 9
+def descriptors_usable(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether `snake_conv` can move tiles of this dtype on this device by descriptors: in 16 bits on a GPU of compute
+    capability 9 or more (as measured; float32 only under the interpreter), or under Triton's interpreter (the
+    tests). `Codec` asks it too, to keep `DecoderPlan.tma` off where it is not."""
+    if device.type == "cuda":
+        return dtype.itemsize == 2 and _capability(device.index or 0) >= 9
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 

@@ -402,6 +402,15 @@ def test_a_codec_whose_kernels_fail_decodes_without_them(tiny_models, codec, int
     assert codec.kernels_failed == ""
 
 
+def test_descriptors_are_off_where_the_device_has_none(tiny_models, interpreted_kernels, monkeypatch):
+    """Where `descriptors_usable` says no (a GPU before Hopper, or float32 on a GPU), the codec's plan has tma off,
+    so the fused units stay at FUSED_MOST_CHANNELS; elsewhere (the interpreter here) it keeps it."""
+    assert load_codec(str(tiny_models[1]), device="cpu", plan=DecoderPlan()).plan.tma
+    monkeypatch.setattr(interpreted_kernels, "descriptors_usable", lambda device, dtype: False)
+    loaded = load_codec(str(tiny_models[1]), device="cpu", plan=DecoderPlan())
+    assert loaded.plan == replace(DecoderPlan(), tma=False)
+
+
 def test_fused_kernels_are_a_gpu_setting(tiny_models, monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     loaded = load_codec(str(tiny_models[1]), device="cpu", plan=DecoderPlan())
